@@ -1,0 +1,204 @@
+//! Database connections: SQLite (embedded default) or PostgreSQL (production).
+//!
+//! Each service owns its data. On PostgreSQL every service gets its own schema (named after
+//! the service) and a pool whose `search_path` is that schema, so no service can read another's
+//! tables by accident. SQLite has no schemas: there the services share one file and one pool,
+//! and every table name starts with its service's name (`profile_…`), which is the rule for
+//! every table on both databases.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize, Serializer};
+use tokio::sync::OnceCell;
+
+use crate::config::{Validate, redact_url_password};
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user:password@host:5432/name`.
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations when a service starts (otherwise run `throughline migrate`).
+    pub migrate_on_start: bool,
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url_password(url))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseOptions {
+    pub fn backend(&self) -> Option<Backend> {
+        if self.url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn connect_options(&self, url: &str) -> ConnectOptions {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .connect_timeout(self.connect_timeout)
+            .acquire_timeout(self.acquire_timeout)
+            // Statements can carry personal data; they are never logged.
+            .sqlx_logging(false);
+        options
+    }
+}
+
+impl Validate for DatabaseOptions {
+    fn validate(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.backend().is_none() {
+            problems.push(format!(
+                "{prefix}.url: must start with sqlite:// or postgres://"
+            ));
+        }
+        if self.max_connections == 0 {
+            problems.push(format!("{prefix}.max_connections: must be at least 1"));
+        }
+        if self.min_connections > self.max_connections {
+            problems.push(format!(
+                "{prefix}.min_connections: must not exceed max_connections"
+            ));
+        }
+        problems
+    }
+}
+
+/// Hands each service its connection; the SQLite pool is opened once and shared.
+#[derive(Debug)]
+pub struct Databases {
+    options: DatabaseOptions,
+    shared_sqlite: OnceCell<DatabaseConnection>,
+}
+
+impl Databases {
+    pub fn new(options: DatabaseOptions) -> Self {
+        Self {
+            options,
+            shared_sqlite: OnceCell::new(),
+        }
+    }
+
+    pub fn options(&self) -> &DatabaseOptions {
+        &self.options
+    }
+
+    /// The connection `service` uses: its own database when `own_url` is set, else the shared
+    /// one (its own schema there on PostgreSQL).
+    pub async fn for_service(
+        &self,
+        service: &str,
+        own_url: Option<&str>,
+    ) -> Result<DatabaseConnection, DbErr> {
+        match own_url.filter(|url| !url.is_empty()) {
+            Some(url) => {
+                let options = DatabaseOptions {
+                    url: url.to_owned(),
+                    ..self.options.clone()
+                };
+                connect(&options, service).await
+            }
+            None if options_backend_is_sqlite(&self.options) => self
+                .shared_sqlite
+                .get_or_try_init(|| connect_sqlite(&self.options))
+                .await
+                .cloned(),
+            None => connect(&self.options, service).await,
+        }
+    }
+}
+
+fn options_backend_is_sqlite(options: &DatabaseOptions) -> bool {
+    options.backend() == Some(Backend::Sqlite)
+}
+
+/// Opens a pool for `service` on the database `options` names.
+pub async fn connect(
+    options: &DatabaseOptions,
+    service: &str,
+) -> Result<DatabaseConnection, DbErr> {
+    match options.backend() {
+        Some(Backend::Sqlite) => connect_sqlite(options).await,
+        Some(Backend::Postgres) => connect_postgres(options, service).await,
+        None => Err(DbErr::Custom(
+            "unsupported database url scheme (expected sqlite:// or postgres://)".to_owned(),
+        )),
+    }
+}
+
+async fn connect_sqlite(options: &DatabaseOptions) -> Result<DatabaseConnection, DbErr> {
+    let path = options
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let mut connect = options.connect_options(&options.url);
+    connect.map_sqlx_sqlite_opts(|sqlite: SqliteConnectOptions| {
+        // WAL lets readers run beside the writer; NORMAL sync in WAL mode still survives a
+        // process crash (only an OS crash can lose the last transactions); the busy timeout
+        // makes writers wait their turn instead of failing with "database is locked".
+        sqlite
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+    });
+    Database::connect(connect).await
+}
+
+async fn connect_postgres(
+    options: &DatabaseOptions,
+    service: &str,
+) -> Result<DatabaseConnection, DbErr> {
+    if !service.chars().all(|c| c.is_ascii_lowercase() || c == '_') || service.is_empty() {
+        return Err(DbErr::Custom(format!("invalid schema name {service:?}")));
+    }
+    // Create the schema over a short-lived connection, then open the service's own pool.
+    let mut bootstrap = options.connect_options(&options.url);
+    bootstrap.max_connections(1).min_connections(0);
+    let admin = Database::connect(bootstrap).await?;
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{service}\""))
+        .await?;
+    admin.close().await?;
+
+    let mut connect = options.connect_options(&options.url);
+    connect.set_schema_search_path(service.to_owned());
+    Database::connect(connect).await
+}
+
+/// Applies every pending migration of a service.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
+    M::up(db, None).await
+}

@@ -1,0 +1,16 @@
+//! What every Throughline service shares: configuration, telemetry, database and migrations,
+//! the server with its tower stack, authentication and scopes, errors, health and shutdown.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod migration;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{Error, FieldViolation};

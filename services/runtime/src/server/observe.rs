@@ -1,0 +1,241 @@
+//! The outermost layer of every call: a request id, a server span that continues the caller's
+//! trace, and RED metrics (rate, errors, duration) labelled by service, method and status.
+
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use pin_project_lite::pin_project;
+use tonic::body::Body;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::extract_context;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+fn duration_histogram() -> &'static Histogram<f64> {
+    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        opentelemetry::global::meter("throughline")
+            .f64_histogram("rpc.server.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC calls handled, by service, method and status code.")
+            .with_boundaries(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .build()
+    })
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+/// Splits `/pkg.Service/Method` into its service and method.
+fn rpc_parts(path: &str) -> (String, String) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((service, method)) => (service.to_owned(), method.to_owned()),
+        None => (trimmed.to_owned(), String::new()),
+    }
+}
+
+impl<S> Service<Request<Body>> for Observe<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let request_id = match request.headers().get(REQUEST_ID_HEADER) {
+            Some(value) => value.clone(),
+            None => {
+                let generated = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+                request
+                    .headers_mut()
+                    .insert(REQUEST_ID_HEADER, generated.clone());
+                generated
+            }
+        };
+        let (service, method) = rpc_parts(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc.request",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            request_id = request_id.to_str().unwrap_or_default(),
+            tenant = tracing::field::Empty,
+        );
+        let _ = span.set_parent(extract_context(request.headers()));
+        let mut inner = self.inner.clone();
+        let call_span = span.clone();
+        Box::pin(
+            async move {
+                let mut response = inner.call(request).await?;
+                response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+                let completion = Completion {
+                    started,
+                    service,
+                    method,
+                    span: call_span,
+                };
+                // A status in the headers is a trailers-only response: the call is over.
+                if let Some(code) = grpc_status(response.headers()) {
+                    completion.finish(code);
+                    return Ok(response);
+                }
+                Ok(response.map(|body| Body::new(ObservedBody::new(body, completion))))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+struct Completion {
+    started: Instant,
+    service: String,
+    method: String,
+    span: tracing::Span,
+}
+
+impl Completion {
+    fn finish(self, code: i32) {
+        let status = tonic::Code::from_i32(code);
+        self.span.record("rpc.grpc.status_code", code);
+        if is_server_fault(status) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        duration_histogram().record(
+            self.started.elapsed().as_secs_f64(),
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", self.service),
+                KeyValue::new("rpc.method", self.method),
+                KeyValue::new("rpc.grpc.status_code", i64::from(code)),
+            ],
+        );
+    }
+}
+
+/// Errors that are the server's fault mark the span as failed; a caller's mistake does not.
+fn is_server_fault(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    )
+}
+
+pin_project! {
+    /// Watches a response body for its trailers to learn the call's final status. A body
+    /// dropped before its trailers (the client went away) counts as CANCELLED.
+    struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        completion: Option<Completion>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(completion) = this.project().completion.take() {
+                completion.finish(tonic::Code::Cancelled as i32);
+            }
+        }
+    }
+}
+
+impl<B> ObservedBody<B> {
+    fn new(inner: B, completion: Completion) -> Self {
+        Self {
+            inner,
+            completion: Some(completion),
+        }
+    }
+}
+
+impl<B: HttpBody> HttpBody for ObservedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status)
+                    && let Some(completion) = this.completion.take()
+                {
+                    completion.finish(code);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(completion) = this.completion.take() {
+                    completion.finish(tonic::Code::Internal as i32);
+                }
+            }
+            None => {
+                // Ended without trailers: treat as OK only if nothing said otherwise.
+                if let Some(completion) = this.completion.take() {
+                    completion.finish(tonic::Code::Ok as i32);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

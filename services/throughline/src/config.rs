@@ -1,0 +1,80 @@
+//! The whole configuration of a `throughline` process.
+
+use serde::{Deserialize, Serialize};
+use throughline_runtime::auth::AuthOptions;
+use throughline_runtime::config::{self, ConfigError, Sources, Validate};
+use throughline_runtime::db::DatabaseOptions;
+use throughline_runtime::server::ServerOptions;
+use throughline_runtime::telemetry::TelemetryOptions;
+
+/// The embedded defaults, the lowest layer of every configuration.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Every service this binary can run, in start order.
+pub const ALL_SERVICES: [&str; 5] = [
+    throughline_profile::NAME,
+    throughline_interaction::NAME,
+    throughline_feedback::NAME,
+    throughline_orchestration::NAME,
+    throughline_distribution::NAME,
+];
+
+/// Configuration keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["server.services", "auth.public_key_files"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerOptions,
+    pub telemetry: TelemetryOptions,
+    pub database: DatabaseOptions,
+    pub auth: AuthOptions,
+    pub profile: throughline_profile::Options,
+    pub interaction: throughline_interaction::Options,
+    pub feedback: throughline_feedback::Options,
+    pub orchestration: throughline_orchestration::Options,
+    pub distribution: throughline_distribution::Options,
+}
+
+impl Config {
+    /// Loads and validates the configuration from `sources` over the embedded defaults.
+    pub fn load(mut sources: Sources) -> Result<Self, ConfigError> {
+        sources.list_keys.extend(LIST_KEYS);
+        let config: Self = config::load(DEFAULTS, &sources)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = self.server.validate("server");
+        for (index, name) in self.server.services.iter().enumerate() {
+            if !ALL_SERVICES.contains(&name.as_str()) {
+                problems.push(format!(
+                    "server.services[{index}]: unknown service {name:?} (expected one of {})",
+                    ALL_SERVICES.join(", ")
+                ));
+            }
+        }
+        problems.extend(self.telemetry.validate("telemetry"));
+        problems.extend(self.database.validate("database"));
+        problems.extend(self.auth.validate("auth"));
+        config::check(problems)
+    }
+
+    /// The configuration as TOML, with secrets and passwords redacted.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    /// The database URL a service uses: its own when configured, else the shared one.
+    pub fn database_url_override(&self, service: &str) -> Option<&str> {
+        match service {
+            throughline_profile::NAME => self.profile.database_url.as_deref(),
+            throughline_interaction::NAME => self.interaction.database_url.as_deref(),
+            throughline_feedback::NAME => self.feedback.database_url.as_deref(),
+            throughline_orchestration::NAME => self.orchestration.database_url.as_deref(),
+            throughline_distribution::NAME => self.distribution.database_url.as_deref(),
+            _ => None,
+        }
+    }
+}

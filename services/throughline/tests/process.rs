@@ -1,0 +1,156 @@
+//! The binary as an operator meets it: start, health, configuration errors, tokens, SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use throughline_harness::{Credentials, TEST_SECRET, raw_call};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+async fn channel(endpoint: String) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_health_then_exits_zero_on_sigterm() {
+    let mut process = common::spawn(&["--services", "profile,distribution"], &[]);
+    let mut health = HealthClient::new(channel(process.endpoint()).await);
+    for service in [
+        "throughline.profile.v1.ProfileService",
+        "throughline.distribution.v1.DistributionService",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+    }
+    process.signal("TERM");
+    let status = process.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_malformed_value_stops_start_up_and_names_its_key() {
+    let output = common::command()
+        .arg("serve")
+        .env_clear()
+        .env("THROUGHLINE__AUTH__HS256_SECRET", TEST_SECRET)
+        .env("THROUGHLINE__SERVER__MAX_IN_FLIGHT", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.max_in_flight"), "{stderr}");
+
+    let output = common::command()
+        .args(["serve", "--services", "profile,billing"])
+        .env_clear()
+        .env("THROUGHLINE__AUTH__HS256_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("server.services[1]: unknown service \"billing\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serving_without_any_credential_configured_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let output = common::command()
+        .arg("serve")
+        .env_clear()
+        .env("THROUGHLINE__SERVER__LISTEN_ADDR", "127.0.0.1:0")
+        .env("THROUGHLINE__SERVER__METRICS_LISTEN_ADDR", "")
+        .env(
+            "THROUGHLINE__DATABASE__URL",
+            format!("sqlite://{}/t.db", data.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("auth: no credentials configured"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_print_shows_the_effective_values_with_secrets_redacted() {
+    let output = common::command()
+        .args(["config", "print"])
+        .env_clear()
+        .env("THROUGHLINE__AUTH__HS256_SECRET", TEST_SECRET)
+        .env(
+            "THROUGHLINE__DATABASE__URL",
+            "postgres://app:hunter2@db:5432/throughline",
+        )
+        .env("THROUGHLINE__SERVER__MAX_IN_FLIGHT", "77")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("max_in_flight = 77"), "{stdout}");
+    assert!(
+        stdout.contains("postgres://app:[redacted]@db:5432/throughline"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(!stdout.contains(TEST_SECRET), "{stdout}");
+}
+
+#[tokio::test]
+async fn an_issued_token_is_accepted_within_its_scopes() {
+    let output = common::command()
+        .args([
+            "token",
+            "issue",
+            "--tenant",
+            "acme",
+            "--scope",
+            "interaction:read",
+        ])
+        .env_clear()
+        .env("THROUGHLINE__AUTH__HS256_SECRET", TEST_SECRET)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+
+    let process = common::spawn(&["--services", "interaction"], &[]);
+    let channel = channel(process.endpoint()).await;
+    let read = "/throughline.interaction.v1.InteractionService/ListInteractions";
+    let write = "/throughline.interaction.v1.InteractionService/RecordInteraction";
+    assert_eq!(
+        raw_call(channel.clone(), read, Credentials::Bearer(&token))
+            .await
+            .code(),
+        Code::Unimplemented
+    );
+    assert_eq!(
+        raw_call(channel.clone(), write, Credentials::Bearer(&token))
+            .await
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        raw_call(channel, read, Credentials::None).await.code(),
+        Code::Unauthenticated
+    );
+}

@@ -1,0 +1,38 @@
+//! The harness every Throughline test shares: test databases (SQLite and PostgreSQL), suites of
+//! services started in-process on ephemeral ports, tokens and typed clients.
+#![allow(clippy::unwrap_used)] // A harness that cannot set up must stop the test loudly.
+
+mod database;
+mod postgres;
+mod raw;
+mod suite;
+
+pub use database::TestDatabase;
+pub use raw::{Credentials, raw_call};
+pub use suite::{TEST_SECRET, TestSuite, bearer, token};
+
+/// Runs a test body once against SQLite and once against PostgreSQL, as two tests.
+///
+/// ```ignore
+/// throughline_harness::on_both_databases!(migrations_apply, |db| async move { ... });
+/// ```
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::TestDatabase::sqlite();
+                ($body)(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = $crate::TestDatabase::postgres().await;
+                ($body)(db).await;
+            }
+        }
+    };
+}
