@@ -107,9 +107,12 @@ fn run() -> BuildResult<()> {
     // Throughline's files, with the Google files present so that types resolve,
     // mapped to the modules generated above. Default stubs make every server
     // method answer UNIMPLEMENTED until a service overrides it.
+    // BTreeMap for every map field: the encoding is then deterministic, which
+    // idempotency relies on (a retried request must hash the same).
     let mut builder = tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .btree_map(".")
         .generate_default_stubs(true);
     for (proto_path, rust_path) in GOOGLE_PACKAGES {
         builder = builder.extern_path(proto_path, rust_path);

@@ -12,6 +12,7 @@ pub mod load;
 pub mod memory;
 pub mod report;
 pub mod scenario;
+pub mod stack;
 
 pub use error::BenchError;
 pub use load::{LoadConfig, LoadOutcome, connect, run_load};

@@ -4,7 +4,9 @@
 use std::{num::NonZeroUsize, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use throughline_bench::{LoadConfig, Report, Scenario, echo::echo_scenario};
+use throughline_bench::{
+    LoadConfig, Report, Scenario, echo::echo_scenario, stack::stack_health_scenario,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,12 +45,15 @@ struct Args {
 enum ScenarioName {
     /// Bare tonic unary echo, server in this process: the baseline.
     Echo,
+    /// Throughline's server stack answering health checks, all five services in this process.
+    StackHealth,
 }
 
 impl ScenarioName {
     fn build(self, args: &Args) -> Scenario {
         match self {
             Self::Echo => echo_scenario(args.payload_bytes),
+            Self::StackHealth => stack_health_scenario(),
         }
     }
 }

@@ -191,7 +191,8 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let metrics_listener = TcpListener::bind(address)
             .await
             .map_err(|e| format!("cannot listen on server.metrics_listen_addr {address}: {e}"))?;
-        tracing::info!(address = %address, "serving metrics");
+        let bound = metrics_listener.local_addr()?;
+        tracing::info!(address = %bound, "serving metrics");
         let registry = telemetry.prometheus();
         tokio::spawn(async move {
             let stopped = async {

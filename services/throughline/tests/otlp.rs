@@ -144,7 +144,7 @@ async fn spans_of_two_services_arrive_in_one_trace() {
     // SIGTERM flushes the exporters; both processes must exit cleanly.
     for process in [&mut profile, &mut interaction] {
         process.signal("TERM");
-        assert_eq!(process.wait(Duration::from_secs(30)).code(), Some(0));
+        assert_eq!(process.wait(Duration::from_secs(30)).await.code(), Some(0));
     }
 
     let received = collector.received.lock().unwrap().clone();

@@ -37,8 +37,9 @@ async fn serves_health_then_exits_zero_on_sigterm() {
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service}");
     }
+    // The client stays connected: the server must still drain and exit promptly.
     process.signal("TERM");
-    let status = process.wait(Duration::from_secs(30));
+    let status = process.wait(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -153,4 +154,72 @@ async fn an_issued_token_is_accepted_within_its_scopes() {
         raw_call(channel, read, Credentials::None).await.code(),
         Code::Unauthenticated
     );
+}
+
+/// A plain HTTP/1.1 GET, enough for a Prometheus scrape.
+fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test]
+async fn metrics_count_every_call_by_method_and_status() {
+    let process = common::spawn(
+        &["--services", "profile"],
+        &[("THROUGHLINE__SERVER__METRICS_LISTEN_ADDR", "127.0.0.1:0")],
+    );
+    let metrics = process.logged_address("serving metrics");
+    let channel = channel(process.endpoint()).await;
+    let path = "/throughline.profile.v1.ProfileService/GetProfile";
+    for _ in 0..3 {
+        raw_call(channel.clone(), path, Credentials::None).await;
+    }
+    let scrape = http_get(metrics, "/metrics");
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    let counted = scrape.lines().find(|line| {
+        line.starts_with("rpc_server_duration_seconds_count{")
+            && line.contains("rpc_method=\"GetProfile\"")
+            && line.contains("rpc_grpc_status_code=\"16\"")
+    });
+    assert_eq!(
+        counted.and_then(|line| line.rsplit(' ').next()),
+        Some("3"),
+        "{scrape}"
+    );
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}/t.db", data.path().display());
+    for _ in 0..2 {
+        let output = common::command()
+            .args(["migrate", "--services", "profile,feedback"])
+            .env_clear()
+            .env("THROUGHLINE__DATABASE__URL", &database)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let stderr = String::from_utf8_lossy(
+        &common::command()
+            .args(["migrate", "--services", "profile"])
+            .env_clear()
+            .env("THROUGHLINE__DATABASE__URL", &database)
+            .env("THROUGHLINE__TELEMETRY__LOG_FORMAT", "json")
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .to_string();
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(data.path().join("t.db").exists());
 }

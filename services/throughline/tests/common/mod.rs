@@ -12,7 +12,9 @@ use throughline_harness::TEST_SECRET;
 pub struct Process {
     pub child: Child,
     pub address: SocketAddr,
-    /// Every log line the process wrote, as it arrives.
+    /// The log lines written until it served.
+    pub startup_logs: Vec<serde_json::Value>,
+    /// Every later log line, as it arrives.
     pub logs: mpsc::Receiver<String>,
     pub data: tempfile::TempDir,
 }
@@ -49,6 +51,7 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
             }
         }
     });
+    let mut startup_logs = Vec::new();
     loop {
         let line = logs
             .recv_timeout(Duration::from_secs(60))
@@ -61,10 +64,12 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
             return Process {
                 child,
                 address,
+                startup_logs,
                 logs,
                 data,
             };
         }
+        startup_logs.push(entry);
     }
 }
 
@@ -82,24 +87,30 @@ impl Process {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit, at most `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = std::time::Instant::now() + timeout;
+    /// Waits for the process to exit, at most `timeout`, without blocking the runtime (the
+    /// test's own connections must stay able to answer the server's GOAWAY).
+    pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "process did not exit in {timeout:?}"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The log lines received so far.
-    pub fn drain_logs(&self) -> Vec<String> {
-        self.logs.try_iter().collect()
+    /// The address a start-up log line with `message` gave.
+    pub fn logged_address(&self, message: &str) -> SocketAddr {
+        let entry = self
+            .startup_logs
+            .iter()
+            .find(|entry| entry["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {:?}", self.startup_logs));
+        entry["address"].as_str().unwrap().parse().unwrap()
     }
 }
 
