@@ -45,5 +45,6 @@ lint: $(BUF)
 fmt:
 	$(CARGO) fmt --all
 
+# Extra flags go in ARGS, e.g. make bench ARGS="--scenario echo --duration 5s".
 bench:
-	$(CARGO) run --release -p throughline-bench --
+	$(CARGO) run --release -p throughline-bench -- $(ARGS)

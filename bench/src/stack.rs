@@ -1,7 +1,7 @@
 //! Throughline's own server stack (observe → deadline → admission → auth → routes), all five
 //! services in one process on SQLite, answering `grpc.health.v1.Health/Check`. Health skips
-//! authentication, so against the echo baseline this measures what the shared stack costs a
-//! call before any service logic runs.
+//! authentication, so against the echo baseline this measures what the shared stack (with
+//! telemetry on) costs a call before any service logic runs.
 
 use std::collections::HashMap;
 
@@ -17,6 +17,9 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::{BenchError, Scenario, Target};
 
 const CHECKED_SERVICE: &str = "throughline.profile.v1.ProfileService";
+
+static TELEMETRY: std::sync::OnceLock<throughline_runtime::telemetry::TelemetryGuard> =
+    std::sync::OnceLock::new();
 
 async fn start_suite() -> Result<Target, BenchError> {
     let data = tempfile::tempdir()?;
@@ -43,6 +46,14 @@ async fn start_suite() -> Result<Target, BenchError> {
         ..Sources::default()
     })
     .map_err(|e| BenchError::Setup(e.to_string()))?;
+    // Telemetry as `throughline serve` installs it (info-level spans, RED metrics into the
+    // OpenTelemetry SDK), so the figure includes what observing each call costs. Installed
+    // once per process; the guard lives as long as the process.
+    if TELEMETRY.get().is_none() {
+        let guard = throughline_runtime::telemetry::init(&config.telemetry)
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let _ = TELEMETRY.set(guard);
+    }
     let server = throughline::app::build_server(&config)
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;

@@ -2,11 +2,13 @@
 //! services started in-process on ephemeral ports, tokens and typed clients.
 #![allow(clippy::unwrap_used)] // A harness that cannot set up must stop the test loudly.
 
+mod clients;
 mod database;
 mod postgres;
 mod raw;
 mod suite;
 
+pub use clients::{Authenticated, BearerToken, Clients};
 pub use database::TestDatabase;
 pub use raw::{Credentials, raw_call};
 pub use suite::{TEST_SECRET, TestSuite, bearer, token};

@@ -102,6 +102,11 @@ impl TestSuite {
             .unwrap()
     }
 
+    /// Typed clients of every service, calling as the holder of `token`.
+    pub async fn clients(&self, token: &str) -> crate::Clients {
+        crate::Clients::new(self.channel().await, token)
+    }
+
     /// Stops the suite like SIGTERM would and waits for calls in flight to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -216,3 +216,57 @@ async fn api_keys_authenticate_with_their_own_tenant_and_scopes() {
     );
     suite.stop().await;
 }
+
+#[tokio::test]
+async fn typed_clients_reach_every_service_with_their_token() {
+    use throughline_proto::{distribution, event, feedback, interaction, orchestration, profile};
+
+    fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
+        result.map_or_else(|status| status.code(), |_| Code::Ok)
+    }
+
+    let db = TestDatabase::sqlite();
+    let suite = TestSuite::start(&ALL, &db).await;
+    let mut clients = suite.clients(&token("acme", &["*"])).await;
+    let codes = [
+        code(
+            clients
+                .profile
+                .get_profile(profile::v1::GetProfileRequest::default())
+                .await,
+        ),
+        code(
+            clients
+                .interaction
+                .get_interaction(interaction::v1::GetInteractionRequest::default())
+                .await,
+        ),
+        code(
+            clients
+                .feedback
+                .get_survey(feedback::v1::GetSurveyRequest::default())
+                .await,
+        ),
+        code(
+            clients
+                .orchestration
+                .get_journey(orchestration::v1::GetJourneyRequest::default())
+                .await,
+        ),
+        code(
+            clients
+                .distribution
+                .get_message(distribution::v1::GetMessageRequest::default())
+                .await,
+        ),
+        code(
+            clients
+                .events
+                .subscribe(event::v1::SubscribeRequest::default())
+                .await,
+        ),
+    ];
+    // Authenticated and authorised, each call reaches a service that has not implemented it.
+    assert_eq!(codes, [Code::Unimplemented; 6]);
+    suite.stop().await;
+}
