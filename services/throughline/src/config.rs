@@ -7,16 +7,18 @@ use throughline_runtime::db::DatabaseOptions;
 use throughline_runtime::server::ServerOptions;
 use throughline_runtime::telemetry::TelemetryOptions;
 
+use crate::services::SERVICES;
+
 /// The embedded defaults, the lowest layer of every configuration.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
 
 /// Every service this binary can run, in start order.
 pub const ALL_SERVICES: [&str; 5] = [
-    throughline_profile::NAME,
-    throughline_interaction::NAME,
-    throughline_feedback::NAME,
-    throughline_orchestration::NAME,
-    throughline_distribution::NAME,
+    SERVICES[0].name,
+    SERVICES[1].name,
+    SERVICES[2].name,
+    SERVICES[3].name,
+    SERVICES[4].name,
 ];
 
 /// Configuration keys whose environment value is a comma-separated list.
@@ -64,17 +66,5 @@ impl Config {
     /// The configuration as TOML, with secrets and passwords redacted.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string_pretty(self)
-    }
-
-    /// The database URL a service uses: its own when configured, else the shared one.
-    pub fn database_url_override(&self, service: &str) -> Option<&str> {
-        match service {
-            throughline_profile::NAME => self.profile.database_url.as_deref(),
-            throughline_interaction::NAME => self.interaction.database_url.as_deref(),
-            throughline_feedback::NAME => self.feedback.database_url.as_deref(),
-            throughline_orchestration::NAME => self.orchestration.database_url.as_deref(),
-            throughline_distribution::NAME => self.distribution.database_url.as_deref(),
-            _ => None,
-        }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod config;
+pub mod services;
 
 pub use config::{ALL_SERVICES, Config};

@@ -1,0 +1,78 @@
+//! The one table of the services this binary can run: how to migrate each, where its own
+//! database may be configured, and how to add it to the server.
+
+use futures::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DbErr};
+use throughline_runtime::db::migrate;
+use throughline_runtime::server::GrpcServer;
+
+use crate::config::Config;
+
+/// One service as the binary sees it.
+pub struct ServiceEntry {
+    pub name: &'static str,
+    /// Applies the service's pending migrations.
+    pub migrate: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<(), DbErr>>,
+    /// The service's own `database_url`, when configured.
+    pub database_url: fn(&Config) -> Option<&str>,
+    /// Adds the service's gRPC server, built on `db` with its options from `config`.
+    pub register: fn(&mut GrpcServer, DatabaseConnection, &Config),
+}
+
+/// Every service, in start order.
+pub const SERVICES: [ServiceEntry; 5] = [
+    ServiceEntry {
+        name: throughline_profile::NAME,
+        migrate: |db| Box::pin(migrate::<throughline_profile::Migrator>(db)),
+        database_url: |config| config.profile.database_url.as_deref(),
+        register: |server, db, config| {
+            server
+                .add_service(throughline_profile::Service::new(db, config.profile.clone()).grpc());
+        },
+    },
+    ServiceEntry {
+        name: throughline_interaction::NAME,
+        migrate: |db| Box::pin(migrate::<throughline_interaction::Migrator>(db)),
+        database_url: |config| config.interaction.database_url.as_deref(),
+        register: |server, db, config| {
+            server.add_service(
+                throughline_interaction::Service::new(db, config.interaction.clone()).grpc(),
+            );
+        },
+    },
+    ServiceEntry {
+        name: throughline_feedback::NAME,
+        migrate: |db| Box::pin(migrate::<throughline_feedback::Migrator>(db)),
+        database_url: |config| config.feedback.database_url.as_deref(),
+        register: |server, db, config| {
+            server.add_service(
+                throughline_feedback::Service::new(db, config.feedback.clone()).grpc(),
+            );
+        },
+    },
+    ServiceEntry {
+        name: throughline_orchestration::NAME,
+        migrate: |db| Box::pin(migrate::<throughline_orchestration::Migrator>(db)),
+        database_url: |config| config.orchestration.database_url.as_deref(),
+        register: |server, db, config| {
+            server.add_service(
+                throughline_orchestration::Service::new(db, config.orchestration.clone()).grpc(),
+            );
+        },
+    },
+    ServiceEntry {
+        name: throughline_distribution::NAME,
+        migrate: |db| Box::pin(migrate::<throughline_distribution::Migrator>(db)),
+        database_url: |config| config.distribution.database_url.as_deref(),
+        register: |server, db, config| {
+            server.add_service(
+                throughline_distribution::Service::new(db, config.distribution.clone()).grpc(),
+            );
+        },
+    },
+];
+
+/// The entry of the service called `name`.
+pub fn find(name: &str) -> Option<&'static ServiceEntry> {
+    SERVICES.iter().find(|entry| entry.name == name)
+}
