@@ -1,4 +1,8 @@
-//! Deadlines: the caller's `grpc-timeout`, capped by the server's own request timeout.
+//! The server's own deadline: no call runs longer than `server.request_timeout`.
+//!
+//! A caller's shorter `grpc-timeout` is enforced by tonic itself, outside this stack (tonic
+//! answers it with CANCELLED; the caller's client reports DEADLINE_EXCEEDED on its side). This
+//! layer answers DEADLINE_EXCEEDED inside the stack, so the observe layer counts it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -51,12 +55,7 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let requested = request
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout);
-        let limit = requested.map_or(self.max, |requested| requested.min(self.max));
+        let limit = self.max;
         let future = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(limit, future).await {
@@ -64,42 +63,5 @@ where
                 Err(_) => Ok(tonic::Status::deadline_exceeded("deadline exceeded").into_http()),
             }
         })
-    }
-}
-
-/// Parses the gRPC wire format of a timeout: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.checked_mul(3600)?),
-        "M" => Duration::from_secs(amount.checked_mul(60)?),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_unit_and_refuses_garbage() {
-        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
-        assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
-        assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
-        assert_eq!(parse_grpc_timeout("S"), None);
-        assert_eq!(parse_grpc_timeout("123456789S"), None);
-        assert_eq!(parse_grpc_timeout("12x"), None);
-        assert_eq!(parse_grpc_timeout("-1S"), None);
     }
 }

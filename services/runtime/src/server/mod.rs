@@ -3,8 +3,9 @@
 //! Layers, outermost first, and why in this order:
 //! 1. `ObserveLayer`: request id, server span, RED metrics. Outermost so that every call is
 //!    counted and traced, including the ones the layers below refuse.
-//! 2. `DeadlineLayer`: the caller's `grpc-timeout` capped by `server.request_timeout`. Above
-//!    admission so time spent anywhere below counts against the deadline.
+//! 2. `DeadlineLayer`: `server.request_timeout`, answered with DEADLINE_EXCEEDED (a caller's
+//!    shorter `grpc-timeout` is enforced by tonic around this stack). Above admission so time
+//!    spent anywhere below counts against the deadline.
 //! 3. `AdmissionLayer`: a global in-flight limit that refuses at once (load shedding). Before
 //!    auth, because verifying a signature is work an overloaded server should not start.
 //! 4. `AuthLayer`: authentication and the scope the RPC declares. Innermost, next to the
@@ -50,7 +51,7 @@ pub struct ServerOptions {
     pub metrics_listen_addr: Option<SocketAddr>,
     /// Which services this process runs.
     pub services: Vec<String>,
-    /// The longest a call may run; a caller's shorter `grpc-timeout` wins.
+    /// The longest a call may run; a caller's shorter `grpc-timeout` is honoured too.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Calls in flight beyond which new calls are refused with UNAVAILABLE.

@@ -102,23 +102,24 @@ where
         );
         let _ = span.set_parent(extract_context(request.headers()));
         let mut inner = self.inner.clone();
-        let call_span = span.clone();
+        // Records CANCELLED if the call is dropped before it answers (the client went away,
+        // or tonic's own handling of the caller's grpc-timeout fired).
+        let mut completion = Completion::new(started, service, method, span.clone());
         Box::pin(
             async move {
                 let mut response = inner.call(request).await?;
                 response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-                let completion = Completion {
-                    started,
-                    service,
-                    method,
-                    span: call_span,
-                };
                 // A status in the headers is a trailers-only response: the call is over.
                 if let Some(code) = grpc_status(response.headers()) {
                     completion.finish(code);
                     return Ok(response);
                 }
-                Ok(response.map(|body| Body::new(ObservedBody::new(body, completion))))
+                Ok(response.map(|body| {
+                    Body::new(ObservedBody {
+                        inner: body,
+                        completion,
+                    })
+                }))
             }
             .instrument(span),
         )
@@ -132,29 +133,51 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
         .and_then(|value| value.parse().ok())
 }
 
-struct Completion {
+struct CallFacts {
     started: Instant,
     service: String,
     method: String,
     span: tracing::Span,
 }
 
+/// Records a call's outcome exactly once: when its status is known, or as CANCELLED when it
+/// is dropped before that.
+struct Completion(Option<CallFacts>);
+
 impl Completion {
-    fn finish(self, code: i32) {
+    fn new(started: Instant, service: String, method: String, span: tracing::Span) -> Self {
+        Self(Some(CallFacts {
+            started,
+            service,
+            method,
+            span,
+        }))
+    }
+
+    fn finish(&mut self, code: i32) {
+        let Some(facts) = self.0.take() else {
+            return;
+        };
         let status = tonic::Code::from_i32(code);
-        self.span.record("rpc.grpc.status_code", code);
+        facts.span.record("rpc.grpc.status_code", code);
         if is_server_fault(status) {
-            self.span.record("otel.status_code", "ERROR");
+            facts.span.record("otel.status_code", "ERROR");
         }
         duration_histogram().record(
-            self.started.elapsed().as_secs_f64(),
+            facts.started.elapsed().as_secs_f64(),
             &[
                 KeyValue::new("rpc.system", "grpc"),
-                KeyValue::new("rpc.service", self.service),
-                KeyValue::new("rpc.method", self.method),
+                KeyValue::new("rpc.service", facts.service),
+                KeyValue::new("rpc.method", facts.method),
                 KeyValue::new("rpc.grpc.status_code", i64::from(code)),
             ],
         );
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.finish(tonic::Code::Cancelled as i32);
     }
 }
 
@@ -172,29 +195,12 @@ fn is_server_fault(code: tonic::Code) -> bool {
 }
 
 pin_project! {
-    /// Watches a response body for its trailers to learn the call's final status. A body
-    /// dropped before its trailers (the client went away) counts as CANCELLED.
+    /// Watches a response body for its trailers to learn the call's final status; a body
+    /// dropped before them counts as CANCELLED (through `Completion`'s drop).
     struct ObservedBody<B> {
         #[pin]
         inner: B,
-        completion: Option<Completion>,
-    }
-
-    impl<B> PinnedDrop for ObservedBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(completion) = this.project().completion.take() {
-                completion.finish(tonic::Code::Cancelled as i32);
-            }
-        }
-    }
-}
-
-impl<B> ObservedBody<B> {
-    fn new(inner: B, completion: Completion) -> Self {
-        Self {
-            inner,
-            completion: Some(completion),
-        }
+        completion: Completion,
     }
 }
 
@@ -210,23 +216,13 @@ impl<B: HttpBody> HttpBody for ObservedBody<B> {
         let frame = ready!(this.inner.poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status)
-                    && let Some(completion) = this.completion.take()
-                {
-                    completion.finish(code);
+                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
+                    this.completion.finish(code);
                 }
             }
-            Some(Err(_)) => {
-                if let Some(completion) = this.completion.take() {
-                    completion.finish(tonic::Code::Internal as i32);
-                }
-            }
-            None => {
-                // Ended without trailers: treat as OK only if nothing said otherwise.
-                if let Some(completion) = this.completion.take() {
-                    completion.finish(tonic::Code::Ok as i32);
-                }
-            }
+            Some(Err(_)) => this.completion.finish(tonic::Code::Internal as i32),
+            // Ended without trailers and without a status in them.
+            None => this.completion.finish(tonic::Code::Unknown as i32),
         }
         Poll::Ready(frame)
     }
