@@ -113,6 +113,7 @@ fn run() -> BuildResult<()> {
         .build_server(true)
         .build_client(true)
         .btree_map(".")
+        .codec_path("crate::codec::Codec")
         .generate_default_stubs(true);
     for (proto_path, rust_path) in GOOGLE_PACKAGES {
         builder = builder.extern_path(proto_path, rust_path);

@@ -26,6 +26,8 @@ macro_rules! generated {
 
 /// Types shared by every service: channels, purposes, customer references,
 /// typed attributes, contact budgets, and the `required_scope` method option.
+pub mod codec;
+
 pub mod common {
     generated!(v1, "throughline.common.v1");
 }

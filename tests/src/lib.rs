@@ -10,7 +10,7 @@ mod suite;
 
 pub use clients::{Authenticated, BearerToken, Clients};
 pub use database::TestDatabase;
-pub use raw::{Credentials, raw_call};
+pub use raw::{Credentials, raw_call, raw_call_with};
 pub use suite::{TEST_SECRET, TestSuite, bearer, token};
 
 /// Runs a test body once against SQLite and once against PostgreSQL, as two tests.

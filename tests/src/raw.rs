@@ -19,11 +19,26 @@ pub enum Credentials<'a> {
 /// Calls `path` (`/pkg.Service/Method`) with an empty message, which decodes as the default
 /// request of any method; returns the status the server answered (OK included).
 pub async fn raw_call(channel: Channel, path: &str, credentials: Credentials<'_>) -> tonic::Status {
+    // `()` is prost's google.protobuf.Empty: zero bytes on the wire.
+    raw_call_with(channel, path, credentials, ()).await
+}
+
+/// Calls `path` with `message` encoded as its request, whatever the method expects: how tests
+/// send a request whose bytes do not fit the method.
+pub async fn raw_call_with<M>(
+    channel: Channel,
+    path: &str,
+    credentials: Credentials<'_>,
+    message: M,
+) -> tonic::Status
+where
+    M: prost::Message + Send + Sync + 'static,
+{
     let mut grpc = tonic::client::Grpc::new(channel);
     if let Err(error) = grpc.ready().await {
         return tonic::Status::unavailable(error.to_string());
     }
-    let mut request = tonic::Request::new(());
+    let mut request = tonic::Request::new(message);
     match credentials {
         Credentials::None => {}
         Credentials::Bearer(token) => request = bearer(request, token),
@@ -33,8 +48,7 @@ pub async fn raw_call(channel: Channel, path: &str, credentials: Credentials<'_>
                 .insert("x-api-key", key.parse().unwrap());
         }
     }
-    // `()` is prost's google.protobuf.Empty: zero bytes on the wire.
-    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let codec = tonic_prost::ProstCodec::<M, ()>::default();
     let path = PathAndQuery::from_str(path).unwrap();
     match grpc.unary(request, path, codec).await {
         Ok(_) => tonic::Status::ok(""),

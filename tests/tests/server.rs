@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use throughline_harness::{
-    Credentials, TestDatabase, TestSuite, on_both_databases, raw_call, token,
+    Credentials, TestDatabase, TestSuite, on_both_databases, raw_call, raw_call_with, token,
 };
 use throughline_proto::{METHOD_SCOPES, SERVICE_NAMES};
 use throughline_runtime::auth::ApiKey;
@@ -268,5 +268,25 @@ async fn typed_clients_reach_every_service_with_their_token() {
     ];
     // Authenticated and authorised, each call reaches a service that has not implemented it.
     assert_eq!(codes, [Code::Unimplemented; 6]);
+    suite.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_invalid_argument() {
+    let db = TestDatabase::sqlite();
+    let suite = TestSuite::start(&["profile"], &db).await;
+    // prost encodes Vec<u8> as field 1, bytes: here not UTF-8, where GetProfileRequest has
+    // its string `name`.
+    let status = raw_call_with(
+        suite.channel().await,
+        "/throughline.profile.v1.ProfileService/GetProfile",
+        Credentials::Bearer(&token("acme", &["profile:read"])),
+        vec![0xff_u8, 0xfe, 0xfd],
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let violations = &details.bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "name");
     suite.stop().await;
 }
