@@ -122,7 +122,7 @@ impl Databases {
                 };
                 connect(&options, service).await
             }
-            None if options_backend_is_sqlite(&self.options) => self
+            None if self.options.backend() == Some(Backend::Sqlite) => self
                 .shared_sqlite
                 .get_or_try_init(|| connect_sqlite(&self.options))
                 .await
@@ -130,10 +130,6 @@ impl Databases {
             None => connect(&self.options, service).await,
         }
     }
-}
-
-fn options_backend_is_sqlite(options: &DatabaseOptions) -> bool {
-    options.backend() == Some(Backend::Sqlite)
 }
 
 /// Opens a pool for `service` on the database `options` names.

@@ -12,6 +12,8 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::error::Error;
+
 #[derive(Clone, Copy, Debug)]
 pub struct DeadlineLayer {
     max: Duration,
@@ -60,7 +62,7 @@ where
         Box::pin(async move {
             match tokio::time::timeout(limit, future).await {
                 Ok(result) => result,
-                Err(_) => Ok(tonic::Status::deadline_exceeded("deadline exceeded").into_http()),
+                Err(_) => Ok(tonic::Status::from(Error::DeadlineExceeded).into_http()),
             }
         })
     }
