@@ -116,6 +116,20 @@ async fn every_answer_carries_a_request_id() {
         "crm-sync-42"
     );
 
+    // One that is too long, or not plain, is replaced rather than logged.
+    let mut request = common::get_profile();
+    request
+        .metadata_mut()
+        .insert(REQUEST_ID_HEADER, "x".repeat(200).parse().unwrap());
+    let answer = client.get_profile(request).await.unwrap();
+    let replaced = answer
+        .metadata()
+        .get(REQUEST_ID_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
+
     // Refusals carry one too.
     let refused = client
         .get_profile(throughline_proto::profile::v1::GetProfileRequest::default())

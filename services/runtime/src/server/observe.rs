@@ -77,8 +77,8 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let started = Instant::now();
         let request_id = match request.headers().get(REQUEST_ID_HEADER) {
-            Some(value) => value.clone(),
-            None => {
+            Some(value) if is_acceptable_request_id(value) => value.clone(),
+            _ => {
                 let generated = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
                 request
@@ -101,7 +101,9 @@ where
             tenant = tracing::field::Empty,
         );
         let _ = span.set_parent(extract_context(request.headers()));
-        let mut inner = self.inner.clone();
+        // Call the service that was polled ready, leaving a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         // Records CANCELLED if the call is dropped before it answers (the client went away,
         // or tonic's own handling of the caller's grpc-timeout fired).
         let mut completion = Completion::new(started, service, method, span.clone());
@@ -124,6 +126,17 @@ where
             .instrument(span),
         )
     }
+}
+
+/// A caller's request id is kept when it is short and plain, since it goes into every log
+/// line of the call; anything else is replaced by one of ours.
+fn is_acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:/".contains(byte))
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
