@@ -69,8 +69,9 @@ async fn calls_beyond_the_in_flight_limit_are_refused_at_once() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    // Refused without waiting for a slot: the calls holding them run 800 ms.
     assert!(
-        started.elapsed() < Duration::from_millis(400),
+        started.elapsed() < Duration::from_millis(700),
         "{:?}",
         started.elapsed()
     );
