@@ -3,6 +3,7 @@
 #   make test    every test, on SQLite and PostgreSQL
 #   make lint    rustfmt, clippy -D warnings, buf lint (offline, from npm)
 #   make bench   benchmark scenarios; prints requests/s, p50, p99
+#   make chart-check  the Helm chart, manifests and Dockerfile, checked offline
 
 CARGO ?= cargo
 DEV_CONFIG := config/development.toml
@@ -48,3 +49,19 @@ fmt:
 # Extra flags go in ARGS, e.g. make bench ARGS="--scenario echo --duration 5s".
 bench:
 	$(CARGO) run --release -p throughline-bench -- $(ARGS)
+
+# Offline checks of the Helm chart and kustomize overlays (see charts/check.py): render,
+# schema, kubernetes-validate --strict, the binary accepting the rendered config, yamllint.
+# The tools live in a private virtualenv, rebuilt when charts/requirements-check.txt changes.
+CHART_VENV := .venv-chart-check
+PYTHON3 ?= python3
+
+$(CHART_VENV)/.installed: charts/requirements-check.txt
+	rm -rf $(CHART_VENV)
+	$(PYTHON3) -m venv $(CHART_VENV)
+	$(CHART_VENV)/bin/pip install --quiet --disable-pip-version-check -r charts/requirements-check.txt
+	@touch $@
+
+.PHONY: chart-check
+chart-check: $(CHART_VENV)/.installed
+	$(CHART_VENV)/bin/python charts/check.py
