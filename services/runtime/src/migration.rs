@@ -1,6 +1,9 @@
 //! Tables every service has, created by each service's own migrations under its own prefix.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseBackend;
+
+use crate::events::outbox_table;
 
 /// The idempotency keys of a service's writes (AIP-155 `request_id`): the first result of a
 /// request is kept and replayed to retries with the same key.
@@ -40,6 +43,76 @@ pub fn create_idempotency_keys(prefix: &str) -> TableCreateStatement {
 pub fn drop_idempotency_keys(prefix: &str) -> TableDropStatement {
     Table::drop()
         .table(Alias::new(format!("{prefix}_idempotency_keys")))
+        .if_exists()
+        .to_owned()
+}
+
+/// The outbox of a service's events (see `crate::events`).
+pub fn create_outbox(service: &str, backend: DatabaseBackend) -> TableCreateStatement {
+    let mut xid = ColumnDef::new(Alias::new("xid"));
+    xid.big_integer().not_null();
+    match backend {
+        // The writing transaction's id, taken by the database itself at insert.
+        DatabaseBackend::Postgres => {
+            xid.default(Expr::cust("(pg_current_xact_id()::text::bigint)"));
+        }
+        _ => {
+            xid.default(0);
+        }
+    }
+    Table::create()
+        .table(Alias::new(outbox_table(service)))
+        .if_not_exists()
+        .col(
+            ColumnDef::new(Alias::new("id"))
+                .big_integer()
+                .not_null()
+                .auto_increment()
+                .primary_key(),
+        )
+        .col(&mut xid)
+        .col(
+            ColumnDef::new(Alias::new("event_id"))
+                .string()
+                .not_null()
+                .unique_key(),
+        )
+        .col(ColumnDef::new(Alias::new("tenant")).string().not_null())
+        .col(ColumnDef::new(Alias::new("event_type")).string().not_null())
+        .col(ColumnDef::new(Alias::new("subject")).string().not_null())
+        .col(
+            ColumnDef::new(Alias::new("recorded_at"))
+                .timestamp_with_time_zone()
+                .not_null()
+                .default(Expr::current_timestamp()),
+        )
+        .col(ColumnDef::new(Alias::new("event")).binary().not_null())
+        .to_owned()
+}
+
+/// Readers go in `(xid, id)` order; retention prunes by age.
+pub fn create_outbox_indexes(service: &str) -> [IndexCreateStatement; 2] {
+    let table = outbox_table(service);
+    [
+        Index::create()
+            .name(format!("{table}_order"))
+            .table(Alias::new(&table))
+            .col(Alias::new("xid"))
+            .col(Alias::new("id"))
+            .if_not_exists()
+            .to_owned(),
+        Index::create()
+            .name(format!("{table}_recorded_at"))
+            .table(Alias::new(&table))
+            .col(Alias::new("recorded_at"))
+            .if_not_exists()
+            .to_owned(),
+    ]
+}
+
+pub fn drop_outbox(service: &str) -> TableDropStatement {
+    Table::drop()
+        .table(Alias::new(outbox_table(service)))
         .if_exists()
         .to_owned()
 }

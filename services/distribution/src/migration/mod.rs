@@ -1,6 +1,7 @@
 //! The distribution service's migrations; its tables start with `distribution_`.
 
 mod m0001_idempotency_keys;
+mod m0002_outbox;
 
 use sea_orm_migration::prelude::*;
 
@@ -8,7 +9,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_idempotency_keys::Migration)]
+        vec![
+            Box::new(m0001_idempotency_keys::Migration),
+            Box::new(m0002_outbox::Migration),
+        ]
     }
 
     /// Each service records its own migrations, so services can be deployed and migrated
