@@ -74,6 +74,8 @@ pub async fn build_server(config: &Config) -> Result<GrpcServer, Error> {
     let databases = Databases::new(config.database.clone());
     for entry in selected(&config.server.services)? {
         let db = connect(&databases, config, entry, config.database.migrate_on_start).await?;
+        // Every service produces events; its log is served beside its API.
+        server.add_producer(entry.name, db.clone());
         (entry.register)(&mut server, db, config);
         tracing::info!(service = entry.name, "service ready");
     }

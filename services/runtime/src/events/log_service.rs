@@ -1,17 +1,180 @@
-//! The event log every process serves (`throughline.event.v1.EventLogService`).
-//!
-//! Subscribing answers UNIMPLEMENTED (the generated default) until the events issue adds the
-//! outbox and the gap-free reader; serving the contract now lets clients and tooling see it.
+//! The event log every process serves (`throughline.event.v1.EventLogService`): the events of
+//! the services it hosts, from a cursor, then live.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
 use throughline_proto::event::v1::event_log_service_server::{
     EventLogService, EventLogServiceServer,
 };
+use throughline_proto::event::v1::subscribe_response::Item;
+use throughline_proto::event::v1::{CaughtUp, SubscribeRequest, SubscribeResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventLog;
+use super::{Filter, Outbox, Position};
+use crate::auth::principal;
+use crate::error::Error;
 
-impl EventLogService for EventLog {}
+/// Rows read per query while catching up.
+const BATCH: u64 = 500;
+/// Items buffered per subscriber before the reader waits for the subscriber to keep up.
+const BUFFER: usize = 256;
 
-pub fn event_log_server() -> EventLogServiceServer<EventLog> {
-    EventLogServiceServer::new(EventLog)
+/// How subscriptions follow the log once caught up.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowOptions {
+    /// How often an idle subscription looks for new events.
+    pub poll_interval: Duration,
+    /// How often an idle subscription is told it is caught up (keeps connections alive).
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(50),
+            heartbeat_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Producer {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+/// The event logs of the producers this process hosts.
+#[derive(Debug, Clone, Default)]
+pub struct EventLog {
+    producers: Arc<HashMap<String, Producer>>,
+    follow: FollowOptions,
+}
+
+impl EventLog {
+    pub fn new(
+        producers: impl IntoIterator<Item = (String, DatabaseConnection)>,
+        follow: FollowOptions,
+    ) -> Self {
+        let producers = producers
+            .into_iter()
+            .map(|(name, db)| {
+                let outbox = Outbox::new(&name);
+                (name, Producer { db, outbox })
+            })
+            .collect();
+        Self {
+            producers: Arc::new(producers),
+            follow,
+        }
+    }
+}
+
+const SOURCES: [&str; 5] = [
+    "profile",
+    "interaction",
+    "feedback",
+    "orchestration",
+    "distribution",
+];
+
+#[tonic::async_trait]
+impl EventLogService for EventLog {
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<BoxStream<SubscribeResponse>>, Status> {
+        // Tenant credentials see their own tenant's events; platform identities (reading every
+        // tenant) arrive with the consumers of the events issue.
+        let tenant = principal(&request)?.tenant.clone();
+        let request = request.into_inner();
+        if !SOURCES.contains(&request.source.as_str()) {
+            return Err(
+                Error::invalid("source", format!("must be one of {}", SOURCES.join(", "))).into(),
+            );
+        }
+        let Some(producer) = self.producers.get(&request.source).cloned() else {
+            return Err(Error::NotFound(format!(
+                "the {} event log on this server",
+                request.source
+            ))
+            .into());
+        };
+        let start = Position::decode(&request.from_cursor)?;
+        let filter = Filter {
+            tenant: Some(tenant),
+            event_types: request.event_types,
+        };
+        let (sender, receiver) = mpsc::channel(BUFFER);
+        tokio::spawn(follow(producer, start, filter, self.follow, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Sends the log from `position` on, then follows it, until the subscriber goes away.
+async fn follow(
+    producer: Producer,
+    mut position: Position,
+    filter: Filter,
+    options: FollowOptions,
+    sender: mpsc::Sender<Result<SubscribeResponse, Status>>,
+) {
+    // Whether the position moved since the last CaughtUp: the subscriber then learns the new
+    // end at once, even when the filter let none of the events through.
+    let mut moved = true;
+    let mut last_caught_up = tokio::time::Instant::now();
+    loop {
+        let batch = match producer
+            .outbox
+            .read(&producer.db, position, BATCH, &filter)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return;
+            }
+        };
+        for entry in batch.entries {
+            let item = SubscribeResponse {
+                cursor: entry.position.encode(),
+                item: Some(Item::Event(entry.event)),
+            };
+            if sender.send(Ok(item)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(end) = batch.end {
+            position = end;
+            moved = true;
+            continue;
+        }
+        // Caught up: say so when the end moved and then every heartbeat interval while idle.
+        if moved || last_caught_up.elapsed() >= options.heartbeat_interval {
+            let caught_up = SubscribeResponse {
+                cursor: position.encode(),
+                item: Some(Item::CaughtUp(CaughtUp {
+                    time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+                })),
+            };
+            if sender.send(Ok(caught_up)).await.is_err() {
+                return;
+            }
+            moved = false;
+            last_caught_up = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.poll_interval) => {}
+            () = sender.closed() => return,
+        }
+    }
+}
+
+pub fn event_log_server(log: EventLog) -> EventLogServiceServer<EventLog> {
+    EventLogServiceServer::new(log)
 }

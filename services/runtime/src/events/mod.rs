@@ -5,6 +5,6 @@
 mod log_service;
 mod outbox;
 
-pub use log_service::{EventLog, event_log_server};
+pub use log_service::{EventLog, FollowOptions, event_log_server};
 pub(crate) use outbox::outbox_table;
 pub use outbox::{Batch, Entry, Filter, Outbox, Position};

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -34,6 +35,7 @@ use tower::Service;
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Validate;
+use crate::events::{EventLog, FollowOptions, event_log_server};
 
 pub use admission::AdmissionLayer;
 pub use deadline::DeadlineLayer;
@@ -59,6 +61,9 @@ pub struct ServerOptions {
     /// After SIGTERM, how long calls in flight may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often a caught-up event-log subscription looks for new events.
+    #[serde(with = "humantime_serde")]
+    pub event_poll_interval: Duration,
 }
 
 impl Validate for ServerOptions {
@@ -83,6 +88,7 @@ pub struct GrpcServer {
     authenticator: Arc<Authenticator>,
     routes: RoutesBuilder,
     service_names: Vec<&'static str>,
+    producers: Vec<(String, DatabaseConnection)>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -95,15 +101,19 @@ impl std::fmt::Debug for GrpcServer {
 
 impl GrpcServer {
     pub fn new(options: ServerOptions, authenticator: Arc<Authenticator>) -> Self {
-        let mut server = Self {
+        Self {
             options,
             authenticator,
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
-        };
-        // Every process serves the event log of the services it hosts.
-        server.add_service(crate::events::event_log_server());
-        server
+            producers: Vec::new(),
+        }
+    }
+
+    /// Serves the event log of `service`, whose outbox is in `db`.
+    pub fn add_producer(&mut self, service: &str, db: DatabaseConnection) -> &mut Self {
+        self.producers.push((service.to_owned(), db));
+        self
     }
 
     /// Hosts a generated tonic server; its health status and reflection entry follow.
@@ -130,10 +140,18 @@ impl GrpcServer {
     /// Serves on `listener` until `shutdown` completes, then drains calls in flight for at
     /// most `shutdown_grace`.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
+        // Every process serves the event log of the services it hosts.
+        let producers = std::mem::take(&mut self.producers);
+        let follow = FollowOptions {
+            poll_interval: self.options.event_poll_interval,
+            ..FollowOptions::default()
+        };
+        self.add_service(event_log_server(EventLog::new(producers, follow)));
+
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in &self.service_names {
             health_reporter
