@@ -116,3 +116,48 @@ pub fn drop_outbox(service: &str) -> TableDropStatement {
         .if_exists()
         .to_owned()
 }
+
+/// What a service consuming other services' events keeps: its cursor per consumer and source,
+/// and the ids of the events each consumer has processed (to recognise a redelivery).
+pub fn create_event_consumer_tables(service: &str) -> [TableCreateStatement; 2] {
+    [
+        Table::create()
+            .table(Alias::new(format!("{service}_event_cursors")))
+            .if_not_exists()
+            .col(ColumnDef::new(Alias::new("consumer")).string().not_null())
+            .col(ColumnDef::new(Alias::new("source")).string().not_null())
+            .col(ColumnDef::new(Alias::new("cursor")).string().not_null())
+            .primary_key(
+                Index::create()
+                    .col(Alias::new("consumer"))
+                    .col(Alias::new("source")),
+            )
+            .to_owned(),
+        Table::create()
+            .table(Alias::new(format!("{service}_processed_events")))
+            .if_not_exists()
+            .col(ColumnDef::new(Alias::new("consumer")).string().not_null())
+            .col(ColumnDef::new(Alias::new("event_id")).string().not_null())
+            .col(
+                ColumnDef::new(Alias::new("processed_at"))
+                    .timestamp_with_time_zone()
+                    .not_null()
+                    .default(Expr::current_timestamp()),
+            )
+            .primary_key(
+                Index::create()
+                    .col(Alias::new("consumer"))
+                    .col(Alias::new("event_id")),
+            )
+            .to_owned(),
+    ]
+}
+
+pub fn drop_event_consumer_tables(service: &str) -> [TableDropStatement; 2] {
+    ["event_cursors", "processed_events"].map(|name| {
+        Table::drop()
+            .table(Alias::new(format!("{service}_{name}")))
+            .if_exists()
+            .to_owned()
+    })
+}

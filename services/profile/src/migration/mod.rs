@@ -2,6 +2,7 @@
 
 mod m0001_idempotency_keys;
 mod m0002_outbox;
+mod m0003_event_consumers;
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_idempotency_keys::Migration),
             Box::new(m0002_outbox::Migration),
+            Box::new(m0003_event_consumers::Migration),
         ]
     }
 

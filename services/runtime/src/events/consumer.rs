@@ -1,0 +1,189 @@
+//! Consuming another service's events: at least once from its event log, with the effect of
+//! each event and the consumer's cursor committed in one transaction, and a duplicate (the
+//! same event id again) recognised and skipped. A consumer that was down resumes from its
+//! cursor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use throughline_proto::event::v1::event_log_service_client::EventLogServiceClient;
+use throughline_proto::event::v1::subscribe_response::Item;
+use throughline_proto::event::v1::{Event, SubscribeRequest};
+use tonic::client::GrpcService;
+
+use crate::error::Error;
+
+/// What a consumer does with one event, inside the transaction that also moves its cursor.
+pub type Handler = Arc<
+    dyn for<'t> Fn(&'t DatabaseTransaction, &'t Event) -> BoxFuture<'t, Result<(), Error>>
+        + Send
+        + Sync,
+>;
+
+/// Whether an event took effect or had already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Effect,
+    Duplicate,
+}
+
+/// One named consumer of a consuming service (tables `<service>_event_cursors` and
+/// `<service>_processed_events`).
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    name: String,
+    cursors: String,
+    processed: String,
+    db: DatabaseConnection,
+}
+
+impl Consumer {
+    pub fn new(service: &str, name: &str, db: DatabaseConnection) -> Self {
+        Self {
+            name: name.to_owned(),
+            cursors: format!("{service}_event_cursors"),
+            processed: format!("{service}_processed_events"),
+            db,
+        }
+    }
+
+    /// The stored cursor of `source`; empty (the start of the log) when none is stored.
+    pub async fn cursor(&self, source: &str) -> Result<String, Error> {
+        let select = Query::select()
+            .column(Alias::new("cursor"))
+            .from(Alias::new(&self.cursors))
+            .and_where(Expr::col(Alias::new("consumer")).eq(self.name.as_str()))
+            .and_where(Expr::col(Alias::new("source")).eq(source))
+            .to_owned();
+        Ok(match self.db.query_one(&select).await? {
+            Some(row) => row.try_get("", "cursor")?,
+            None => String::new(),
+        })
+    }
+
+    /// Applies `event` (found at `cursor` in `source`'s log): runs `handler` unless this
+    /// consumer already processed the event, and stores the cursor, all in one transaction.
+    pub async fn apply(
+        &self,
+        source: &str,
+        event: &Event,
+        cursor: &str,
+        handler: &Handler,
+    ) -> Result<Applied, Error> {
+        let transaction = self.db.begin().await?;
+        let claim = Query::insert()
+            .into_table(Alias::new(&self.processed))
+            .columns(["consumer", "event_id"].map(Alias::new))
+            .values_panic([self.name.as_str().into(), event.id.as_str().into()])
+            .on_conflict(
+                OnConflict::columns(["consumer", "event_id"].map(Alias::new))
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        let applied = if transaction.execute(&claim).await?.rows_affected() == 1 {
+            handler(&transaction, event).await?;
+            Applied::Effect
+        } else {
+            Applied::Duplicate
+        };
+        self.store_cursor(&transaction, source, cursor).await?;
+        transaction.commit().await?;
+        Ok(applied)
+    }
+
+    async fn store_cursor<C: ConnectionTrait>(
+        &self,
+        connection: &C,
+        source: &str,
+        cursor: &str,
+    ) -> Result<(), Error> {
+        let upsert = Query::insert()
+            .into_table(Alias::new(&self.cursors))
+            .columns(["consumer", "source", "cursor"].map(Alias::new))
+            .values_panic([self.name.as_str().into(), source.into(), cursor.into()])
+            .on_conflict(
+                OnConflict::columns(["consumer", "source"].map(Alias::new))
+                    .update_column(Alias::new("cursor"))
+                    .to_owned(),
+            )
+            .to_owned();
+        connection.execute(&upsert).await?;
+        Ok(())
+    }
+
+    /// Follows `source`'s log from the stored cursor, applying every event of `event_types`,
+    /// until the stream fails; the caller retries (see [`Consumer::run`]).
+    async fn follow_once<T>(
+        &self,
+        client: &mut EventLogServiceClient<T>,
+        source: &str,
+        event_types: &[String],
+        handler: &Handler,
+    ) -> Result<(), Error>
+    where
+        T: GrpcService<tonic::body::Body>,
+        T::Error: Into<tonic::codegen::StdError>,
+        T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+        <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    {
+        let request = SubscribeRequest {
+            source: source.to_owned(),
+            from_cursor: self.cursor(source).await?,
+            event_types: event_types.to_vec(),
+        };
+        let unavailable = |status: tonic::Status| Error::Unavailable(status.message().to_owned());
+        let mut stream = client
+            .subscribe(request)
+            .await
+            .map_err(unavailable)?
+            .into_inner();
+        while let Some(item) = stream.message().await.map_err(unavailable)? {
+            match item.item {
+                Some(Item::Event(event)) => {
+                    self.apply(source, &event, &item.cursor, handler).await?;
+                }
+                // Past events the filter held back: remember the position, nothing to do.
+                Some(Item::CaughtUp(_)) => {
+                    self.store_cursor(&self.db, source, &item.cursor).await?
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes `source` for as long as the future runs, reconnecting with backoff when the
+    /// producer is unavailable. Cancel it (drop it) to stop: a transaction in flight rolls back
+    /// and its event is delivered again on the next start.
+    pub async fn run<T>(
+        &self,
+        mut client: EventLogServiceClient<T>,
+        source: &str,
+        event_types: &[String],
+        handler: Handler,
+    ) where
+        T: GrpcService<tonic::body::Body>,
+        T::Error: Into<tonic::codegen::StdError>,
+        T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+        <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self
+                .follow_once(&mut client, source, event_types, &handler)
+                .await
+            {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!(consumer = %self.name, source, error = %error, "event consumer interrupted; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! A consumer of another service's events: killed mid-stream and restarted, it applies every
+//! event, none twice; a redelivered event only moves its cursor.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_proto::event::v1::Event;
+use throughline_runtime::db;
+use throughline_runtime::events::{Applied, Consumer, Handler, Outbox};
+
+const EVENTS: usize = 120;
+
+fn event(index: usize) -> Event {
+    Event {
+        id: format!("evt-{index:04}"),
+        source: "profile".into(),
+        spec_version: "1.0".into(),
+        r#type: "profile.updated".into(),
+        subject: "profiles/p1".into(),
+        tenant: "acme".into(),
+        ..Event::default()
+    }
+}
+
+/// The consumer's effect: one row per event it acted on, in a table of its own database.
+fn record_effect() -> Handler {
+    Arc::new(|transaction, event| {
+        async move {
+            transaction
+                .execute_raw(Statement::from_sql_and_values(
+                    transaction.get_database_backend(),
+                    match transaction.get_database_backend() {
+                        sea_orm::DatabaseBackend::Postgres => {
+                            "INSERT INTO orchestration_test_effects (event_id) VALUES ($1)"
+                        }
+                        _ => "INSERT INTO orchestration_test_effects (event_id) VALUES (?)",
+                    },
+                    [event.id.clone().into()],
+                ))
+                .await?;
+            // Slow enough that the kill below lands mid-stream.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(())
+        }
+        .boxed()
+    })
+}
+
+async fn effects(db: &DatabaseConnection) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT event_id FROM orchestration_test_effects ORDER BY event_id",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| row.try_get("", "event_id").unwrap())
+        .collect()
+}
+
+on_both_databases!(
+    a_killed_consumer_resumes_and_acts_once_per_event,
+    |test_db: TestDatabase| async move {
+        let config = TestSuite::config(&["profile", "orchestration"], &test_db, &[]);
+        let suite = TestSuite::start_config(config.clone()).await;
+        let producer = db::connect(&config.database, "profile").await.unwrap();
+        let consumer_db = db::connect(&config.database, "orchestration")
+            .await
+            .unwrap();
+        consumer_db
+            .execute_unprepared(
+                "CREATE TABLE orchestration_test_effects (event_id VARCHAR(64) NOT NULL)",
+            )
+            .await
+            .unwrap();
+
+        let outbox = Outbox::new("profile");
+        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(10) {
+            let transaction = producer.begin().await.unwrap();
+            for index in chunk {
+                outbox.append(&transaction, &event(*index)).await.unwrap();
+            }
+            transaction.commit().await.unwrap();
+        }
+
+        let consumer = Consumer::new("orchestration", "journeys", consumer_db.clone());
+        let events_client = suite.clients(&token("acme", &["events:read"])).await.events;
+        let start = || {
+            let (consumer, events_client) = (consumer.clone(), events_client.clone());
+            tokio::spawn(async move {
+                consumer
+                    .run(events_client, "profile", &[], record_effect())
+                    .await;
+            })
+        };
+
+        // Kill the consumer once it is part-way through.
+        let first = start();
+        while effects(&consumer_db).await.len() < EVENTS / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        first.abort();
+        let _ = first.await;
+        let before_restart = effects(&consumer_db).await.len();
+        assert!(
+            before_restart < EVENTS,
+            "the consumer finished before it was killed"
+        );
+
+        let second = start();
+        for _ in 0..1000 {
+            if effects(&consumer_db).await.len() >= EVENTS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        second.abort();
+
+        let seen = effects(&consumer_db).await;
+        let expected: Vec<String> = (0..EVENTS).map(|index| event(index).id).collect();
+        assert_eq!(seen, expected, "every event exactly once");
+        suite.stop().await;
+    }
+);
+
+on_both_databases!(
+    a_redelivered_event_only_moves_the_cursor,
+    |test_db: TestDatabase| async move {
+        let config = TestSuite::config(&["orchestration"], &test_db, &[]);
+        throughline::app::migrate_services(&config, &["orchestration".to_owned()])
+            .await
+            .unwrap();
+        let consumer_db = db::connect(&config.database, "orchestration")
+            .await
+            .unwrap();
+        consumer_db
+            .execute_unprepared(
+                "CREATE TABLE orchestration_test_effects (event_id VARCHAR(64) NOT NULL)",
+            )
+            .await
+            .unwrap();
+        let consumer = Consumer::new("orchestration", "journeys", consumer_db.clone());
+        let handler = record_effect();
+        assert_eq!(consumer.cursor("profile").await.unwrap(), "");
+        assert_eq!(
+            consumer
+                .apply("profile", &event(1), "0-1", &handler)
+                .await
+                .unwrap(),
+            Applied::Effect
+        );
+        assert_eq!(
+            consumer
+                .apply("profile", &event(1), "0-2", &handler)
+                .await
+                .unwrap(),
+            Applied::Duplicate
+        );
+        assert_eq!(consumer.cursor("profile").await.unwrap(), "0-2");
+        assert_eq!(effects(&consumer_db).await, ["evt-0001"]);
+        // A failing effect leaves neither the effect, the claim nor the cursor behind.
+        let failing: Handler = Arc::new(|_, _| {
+            async { Err(throughline_runtime::Error::Unavailable("downstream".into())) }.boxed()
+        });
+        assert!(
+            consumer
+                .apply("profile", &event(2), "0-3", &failing)
+                .await
+                .is_err()
+        );
+        assert_eq!(consumer.cursor("profile").await.unwrap(), "0-2");
+        assert_eq!(
+            consumer
+                .apply("profile", &event(2), "0-3", &handler)
+                .await
+                .unwrap(),
+            Applied::Effect
+        );
+    }
+);
