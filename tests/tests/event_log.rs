@@ -136,3 +136,45 @@ async fn bad_subscriptions_are_refused_clearly() {
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
 }
+
+on_both_databases!(
+    a_cursor_before_pruned_events_is_refused,
+    |test_db: TestDatabase| async move {
+        let (suite, db) = start(&test_db).await;
+        publish(&db, &[("e1", "acme"), ("e2", "acme")]).await;
+        publish(&db, &[("e3", "acme")]).await;
+        let mut stream = subscribe(&suite, "acme", "").await;
+        let received = until_caught_up(&mut stream).await;
+        drop(stream);
+        assert_eq!(ids(&received), ["e1", "e2", "e3"]);
+
+        // Everything recorded so far is past a zero retention.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let pruned = throughline_runtime::events::prune(&db, "profile", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 3);
+        publish(&db, &[("e4", "acme")]).await;
+
+        // After e1, events were pruned: refused, never silently skipped.
+        let mut clients = suite.clients(&token("acme", &["events:read"])).await;
+        let expired = clients
+            .events
+            .subscribe(SubscribeRequest {
+                source: "profile".into(),
+                from_cursor: received[0].1.clone(),
+                event_types: vec![],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(expired.code(), Code::FailedPrecondition);
+        let details = tonic_types::StatusExt::get_error_details(&expired);
+        assert_eq!(details.error_info().unwrap().reason, "CURSOR_EXPIRED");
+
+        // From the last pruned event nothing was lost; from the start, the oldest retained.
+        let mut from_last = subscribe(&suite, "acme", &received[2].1).await;
+        assert_eq!(ids(&until_caught_up(&mut from_last).await), ["e4"]);
+        let mut from_start = subscribe(&suite, "acme", "").await;
+        assert_eq!(ids(&until_caught_up(&mut from_start).await), ["e4"]);
+    }
+);

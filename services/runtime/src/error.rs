@@ -36,8 +36,13 @@ pub enum Error {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
-    #[error("failed precondition: {0}")]
-    FailedPrecondition(String),
+    /// The request is valid but the system is not in a state to act on it; `reason` is the
+    /// ErrorInfo reason a client can act on (e.g. `CURSOR_EXPIRED`).
+    #[error("failed precondition: {message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
     /// A concurrent request holds the same resource or idempotency key: retry later.
     #[error("aborted: {0}")]
     Aborted(String),
@@ -81,7 +86,7 @@ impl Error {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
-            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
@@ -98,7 +103,7 @@ impl Error {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::NotFound(_) => "NOT_FOUND",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
-            Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Self::FailedPrecondition { reason, .. } => reason,
             Self::Aborted(_) => "CONCURRENT_REQUEST",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::PermissionDenied(_) => "PERMISSION_DENIED",

@@ -3,7 +3,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
 
-use crate::events::outbox_table;
+use crate::events::{outbox_table, watermark_table};
 
 /// The idempotency keys of a service's writes (AIP-155 `request_id`): the first result of a
 /// request is kept and replayed to retries with the same key.
@@ -160,4 +160,31 @@ pub fn drop_event_consumer_tables(service: &str) -> [TableDropStatement; 2] {
             .if_exists()
             .to_owned()
     })
+}
+
+/// Where retention last pruned a service's event log (one row).
+pub fn create_outbox_watermark(service: &str) -> TableCreateStatement {
+    Table::create()
+        .table(Alias::new(watermark_table(service)))
+        .if_not_exists()
+        .col(
+            ColumnDef::new(Alias::new("singleton"))
+                .integer()
+                .not_null()
+                .primary_key(),
+        )
+        .col(ColumnDef::new(Alias::new("xid")).big_integer().not_null())
+        .col(
+            ColumnDef::new(Alias::new("row_id"))
+                .big_integer()
+                .not_null(),
+        )
+        .to_owned()
+}
+
+pub fn drop_outbox_watermark(service: &str) -> TableDropStatement {
+    Table::drop()
+        .table(Alias::new(watermark_table(service)))
+        .if_exists()
+        .to_owned()
 }

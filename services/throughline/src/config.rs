@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use throughline_runtime::auth::AuthOptions;
 use throughline_runtime::config::{self, ConfigError, Sources, Validate};
 use throughline_runtime::db::DatabaseOptions;
+use throughline_runtime::events::EventsOptions;
 use throughline_runtime::server::ServerOptions;
 use throughline_runtime::telemetry::TelemetryOptions;
 
@@ -30,6 +31,7 @@ pub struct Config {
     pub server: ServerOptions,
     pub telemetry: TelemetryOptions,
     pub database: DatabaseOptions,
+    pub events: EventsOptions,
     pub auth: AuthOptions,
     pub profile: throughline_profile::Options,
     pub interaction: throughline_interaction::Options,
@@ -59,6 +61,7 @@ impl Config {
         }
         problems.extend(self.telemetry.validate("telemetry"));
         problems.extend(self.database.validate("database"));
+        problems.extend(self.events.validate("events"));
         problems.extend(self.auth.validate("auth"));
         config::check(problems)
     }

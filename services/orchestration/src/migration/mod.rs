@@ -3,6 +3,7 @@
 mod m0001_idempotency_keys;
 mod m0002_outbox;
 mod m0003_event_consumers;
+mod m0004_outbox_retention;
 
 use sea_orm_migration::prelude::*;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_idempotency_keys::Migration),
             Box::new(m0002_outbox::Migration),
             Box::new(m0003_event_consumers::Migration),
+            Box::new(m0004_outbox_retention::Migration),
         ]
     }
 

@@ -106,6 +106,7 @@ impl EventLogService for EventLog {
             .into());
         };
         let start = Position::decode(&request.from_cursor)?;
+        super::check_cursor(&producer.db, &request.source, start).await?;
         let filter = Filter {
             tenant: Some(tenant),
             event_types: request.event_types,

@@ -26,6 +26,18 @@ pub struct Position {
 }
 
 impl Position {
+    pub(crate) fn new(xid: i64, id: i64) -> Self {
+        Self { xid, id }
+    }
+
+    pub(crate) fn xid(&self) -> i64 {
+        self.xid
+    }
+
+    pub(crate) fn id(&self) -> i64 {
+        self.id
+    }
+
     /// The opaque cursor a subscriber stores.
     pub fn encode(&self) -> String {
         format!("{}-{}", self.xid, self.id)
@@ -108,12 +120,24 @@ impl Outbox {
         }
         let insert = Query::insert()
             .into_table(Alias::new(&self.table))
-            .columns(["event_id", "tenant", "event_type", "subject", "event"].map(Alias::new))
+            .columns(
+                [
+                    "event_id",
+                    "tenant",
+                    "event_type",
+                    "subject",
+                    "recorded_at",
+                    "event",
+                ]
+                .map(Alias::new),
+            )
             .values_panic([
                 event.id.clone().into(),
                 event.tenant.clone().into(),
                 event.r#type.clone().into(),
                 event.subject.clone().into(),
+                // Bound like retention's cutoff, so both compare alike on every database.
+                chrono::Utc::now().into(),
                 event.encode_to_vec().into(),
             ])
             .to_owned();

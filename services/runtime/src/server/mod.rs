@@ -35,7 +35,7 @@ use tower::Service;
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Validate;
-use crate::events::{EventLog, FollowOptions, event_log_server};
+use crate::events::{EventLog, EventsOptions, FollowOptions, event_log_server};
 
 pub use admission::AdmissionLayer;
 pub use deadline::DeadlineLayer;
@@ -61,9 +61,6 @@ pub struct ServerOptions {
     /// After SIGTERM, how long calls in flight may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// How often a caught-up event-log subscription looks for new events.
-    #[serde(with = "humantime_serde")]
-    pub event_poll_interval: Duration,
 }
 
 impl Validate for ServerOptions {
@@ -89,6 +86,7 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     service_names: Vec<&'static str>,
     producers: Vec<(String, DatabaseConnection)>,
+    events: EventsOptions,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -107,7 +105,14 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             producers: Vec::new(),
+            events: EventsOptions::default(),
         }
+    }
+
+    /// How the event logs this process serves are followed and pruned.
+    pub fn set_events_options(&mut self, options: EventsOptions) -> &mut Self {
+        self.events = options;
+        self
     }
 
     /// Serves the event log of `service`, whose outbox is in `db`.
@@ -144,14 +149,31 @@ impl GrpcServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        // Every process serves the event log of the services it hosts.
+        // Every process serves the event log of the services it hosts, and prunes it.
         let producers = std::mem::take(&mut self.producers);
+        let pruners: Vec<_> = producers
+            .iter()
+            .map(|(service, db)| {
+                tokio::spawn(prune_periodically(service.clone(), db.clone(), self.events))
+            })
+            .collect();
         let follow = FollowOptions {
-            poll_interval: self.options.event_poll_interval,
+            poll_interval: self.events.poll_interval,
             ..FollowOptions::default()
         };
         self.add_service(event_log_server(EventLog::new(producers, follow)));
+        let result = self.serve_routes(listener, shutdown).await;
+        for pruner in pruners {
+            pruner.abort();
+        }
+        result
+    }
 
+    async fn serve_routes(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in &self.service_names {
             health_reporter
@@ -205,6 +227,21 @@ impl GrpcServer {
                         Ok(())
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Prunes `service`'s event log every `prune_interval`; a failure is logged and retried.
+async fn prune_periodically(service: String, db: DatabaseConnection, options: EventsOptions) {
+    let mut interval = tokio::time::interval(options.prune_interval);
+    loop {
+        interval.tick().await;
+        match crate::events::prune(&db, &service, options.retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(service = %service, pruned, "pruned expired events"),
+            Err(error) => {
+                tracing::warn!(service = %service, error = %error, "pruning events failed")
             }
         }
     }

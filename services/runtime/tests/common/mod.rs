@@ -40,7 +40,6 @@ pub fn options(max_in_flight: usize) -> ServerOptions {
         request_timeout: Duration::from_secs(30),
         max_in_flight,
         shutdown_grace: Duration::from_secs(10),
-        event_poll_interval: Duration::from_millis(50),
     }
 }
 
