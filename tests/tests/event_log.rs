@@ -178,3 +178,24 @@ on_both_databases!(
         assert_eq!(ids(&until_caught_up(&mut from_start).await), ["e4"]);
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commits_wake_subscribers_without_waiting_for_a_poll() {
+    let test_db = TestDatabase::postgres().await;
+    // A poll so slow that only the commit notification can explain a prompt delivery.
+    let config = TestSuite::config(
+        &["profile"],
+        &test_db,
+        &[("THROUGHLINE__EVENTS__POLL_INTERVAL", "60s")],
+    );
+    let suite = TestSuite::start_config(config.clone()).await;
+    let db = db::connect(&config.database, "profile").await.unwrap();
+    let mut stream = subscribe(&suite, "acme", "").await;
+    assert!(until_caught_up(&mut stream).await.is_empty());
+
+    publish(&db, &[("live-1", "acme")]).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), until_caught_up(&mut stream))
+        .await
+        .expect("the commit did not wake the subscription");
+    assert_eq!(ids(&received), ["live-1"]);
+}

@@ -5,17 +5,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use throughline_proto::event::v1::event_log_service_server::{
     EventLogService, EventLogServiceServer,
 };
 use throughline_proto::event::v1::subscribe_response::Item;
 use throughline_proto::event::v1::{CaughtUp, SubscribeRequest, SubscribeResponse};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
+use super::outbox::notification_channel;
 use super::{Filter, Outbox, Position};
 use crate::auth::principal;
 use crate::error::Error;
@@ -47,6 +50,21 @@ impl Default for FollowOptions {
 struct Producer {
     db: DatabaseConnection,
     outbox: Outbox,
+    /// Woken when a transaction that wrote to the outbox commits (PostgreSQL); on SQLite
+    /// subscriptions poll.
+    committed: Arc<Notify>,
+}
+
+/// Stops the notification listeners when the last copy of the event log goes.
+#[derive(Debug, Default)]
+struct Listeners(Vec<JoinHandle<()>>);
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for listener in &self.0 {
+            listener.abort();
+        }
+    }
 }
 
 /// The event logs of the producers this process hosts.
@@ -54,24 +72,59 @@ struct Producer {
 pub struct EventLog {
     producers: Arc<HashMap<String, Producer>>,
     follow: FollowOptions,
+    _listeners: Arc<Listeners>,
 }
 
 impl EventLog {
+    /// Must be called inside the Tokio runtime: PostgreSQL producers get a listener task.
     pub fn new(
         producers: impl IntoIterator<Item = (String, DatabaseConnection)>,
         follow: FollowOptions,
     ) -> Self {
+        let mut listeners = Listeners::default();
         let producers = producers
             .into_iter()
             .map(|(name, db)| {
+                let committed = Arc::new(Notify::new());
+                if db.get_database_backend() == DatabaseBackend::Postgres {
+                    let pool = db.get_postgres_connection_pool().clone();
+                    listeners.0.push(tokio::spawn(listen(
+                        pool,
+                        notification_channel(&name),
+                        committed.clone(),
+                    )));
+                }
                 let outbox = Outbox::new(&name);
-                (name, Producer { db, outbox })
+                (
+                    name,
+                    Producer {
+                        db,
+                        outbox,
+                        committed,
+                    },
+                )
             })
             .collect();
         Self {
             producers: Arc::new(producers),
             follow,
+            _listeners: Arc::new(listeners),
         }
+    }
+}
+
+/// Wakes subscriptions on every commit notification; reconnects after a lost connection
+/// (subscriptions keep polling meanwhile).
+async fn listen(pool: sea_orm::sqlx::PgPool, channel: String, committed: Arc<Notify>) {
+    loop {
+        if let Ok(mut listener) = PgListener::connect_with(&pool).await
+            && listener.listen(&channel).await.is_ok()
+        {
+            while listener.recv().await.is_ok() {
+                committed.notify_waiters();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -130,6 +183,10 @@ async fn follow(
     let mut moved = true;
     let mut last_caught_up = tokio::time::Instant::now();
     loop {
+        // Registered before reading, so a commit between the read and the wait still wakes us.
+        let committed = producer.committed.notified();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
         let batch = match producer
             .outbox
             .read(&producer.db, position, BATCH, &filter)
@@ -170,6 +227,7 @@ async fn follow(
             last_caught_up = tokio::time::Instant::now();
         }
         tokio::select! {
+            () = committed => {}
             () = tokio::time::sleep(options.poll_interval) => {}
             () = sender.closed() => return,
         }

@@ -99,12 +99,14 @@ pub struct Batch {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     table: String,
+    channel: String,
 }
 
 impl Outbox {
     pub fn new(service: &str) -> Self {
         Self {
             table: outbox_table(service),
+            channel: notification_channel(service),
         }
     }
 
@@ -142,6 +144,16 @@ impl Outbox {
             ])
             .to_owned();
         transaction.execute(&insert).await?;
+        if transaction.get_database_backend() == DatabaseBackend::Postgres {
+            // Delivered to listening event logs when (and only if) the transaction commits.
+            transaction
+                .execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_notify($1, '')",
+                    [self.channel.clone().into()],
+                ))
+                .await?;
+        }
         Ok(())
     }
 
@@ -189,6 +201,11 @@ impl Outbox {
         }
         Ok(batch)
     }
+}
+
+/// The PostgreSQL notification channel announcing commits to a service's outbox.
+pub(crate) fn notification_channel(service: &str) -> String {
+    format!("throughline_events_{service}")
 }
 
 /// The outbox table of a service; created by its migrations through `crate::migration`.
