@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod events;
+
 use clap::{Args, Parser, Subcommand};
 use throughline::app;
 use throughline::config::Config;
@@ -38,6 +40,32 @@ enum Command {
     /// Development tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Inspect the services' event logs.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print a service's events as they are committed (one tab-separated line each:
+    /// cursor, time, tenant, type, subject, id), from the start or a cursor.
+    Tail {
+        /// The server hosting the source, e.g. http://127.0.0.1:50051.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// The producing service: profile, interaction, feedback, orchestration, distribution.
+        #[arg(long)]
+        source: String,
+        /// Only events of this type; repeat for more.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Start after this cursor (printed in each line's first column).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// A bearer token with events:read.
+        #[arg(long, env = "THROUGHLINE_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }
 
 #[derive(Args)]
@@ -106,7 +134,7 @@ fn main() -> ExitCode {
             overrides
         }
         Command::Migrate(services) => service_overrides(services),
-        Command::Config(_) | Command::Token(_) => Vec::new(),
+        Command::Config(_) | Command::Token(_) | Command::Events(_) => Vec::new(),
     };
     let config = match load_config(&cli, overrides) {
         Ok(config) => config,
@@ -147,6 +175,13 @@ fn main() -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+        Command::Events(EventsCommand::Tail {
+            endpoint,
+            source,
+            types,
+            from,
+            token,
+        }) => run_async(events::tail(endpoint, token, source, types, from)),
         Command::Serve(_) => run_async(serve(config)),
         Command::Migrate(_) => run_async(migrate(config)),
     }

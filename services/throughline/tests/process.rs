@@ -223,3 +223,84 @@ fn migrate_applies_the_migrations_and_exits() {
     assert!(stderr.contains("migrations applied"), "{stderr}");
     assert!(data.path().join("t.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tail_prints_committed_events() {
+    use std::io::{BufRead, BufReader};
+
+    use sea_orm::TransactionTrait;
+    use throughline_proto::event::v1::Event;
+    use throughline_runtime::db::{DatabaseOptions, connect};
+    use throughline_runtime::events::Outbox;
+
+    let process = common::spawn(&["--services", "profile"], &[]);
+    // The test writes to the process's own SQLite file, as the profile service would.
+    let options = DatabaseOptions {
+        url: format!("sqlite://{}/throughline.db", process.data.path().display()),
+        max_connections: 1,
+        min_connections: 0,
+        connect_timeout: Duration::from_secs(5),
+        acquire_timeout: Duration::from_secs(5),
+        migrate_on_start: false,
+    };
+    let db = connect(&options, "profile").await.unwrap();
+    let transaction = db.begin().await.unwrap();
+    for id in ["tail-1", "tail-2"] {
+        let event = Event {
+            id: id.into(),
+            source: "profile".into(),
+            spec_version: "1.0".into(),
+            r#type: "profile.created".into(),
+            subject: "profiles/p9".into(),
+            tenant: "acme".into(),
+            ..Event::default()
+        };
+        Outbox::new("profile")
+            .append(&transaction, &event)
+            .await
+            .unwrap();
+    }
+    transaction.commit().await.unwrap();
+
+    let mut tail = common::command()
+        .args([
+            "events",
+            "tail",
+            "--source",
+            "profile",
+            "--endpoint",
+            &process.endpoint(),
+        ])
+        .env_clear()
+        .env(
+            "THROUGHLINE_TOKEN",
+            throughline_harness::token("acme", &["events:read"]),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(20), lines)
+        .await
+        .expect("events tail printed nothing")
+        .unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    for (line, id) in lines.iter().zip(["tail-1", "tail-2"]) {
+        let columns: Vec<_> = line.split('\t').collect();
+        assert_eq!(columns.len(), 6, "{line}");
+        assert_eq!(
+            &columns[2..],
+            ["acme", "profile.created", "profiles/p9", id],
+            "{line}"
+        );
+    }
+}

@@ -3,10 +3,12 @@
 //! same event id again) recognised and skipped. A consumer that was down resumes from its
 //! cursor.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use throughline_proto::event::v1::event_log_service_client::EventLogServiceClient;
@@ -22,6 +24,38 @@ pub type Handler = Arc<
         + Send
         + Sync,
 >;
+
+fn lag_histogram() -> &'static Histogram<f64> {
+    static HISTOGRAM: OnceLock<Histogram<f64>> = OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        opentelemetry::global::meter("throughline")
+            .f64_histogram("events.consumer.lag")
+            .with_unit("s")
+            .with_description(
+                "Time from an event's change to its effect in a consumer, by consumer and source.",
+            )
+            .with_boundaries(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0,
+            ])
+            .build()
+    })
+}
+
+/// Seconds between the event's change and now; none for an event without a time.
+fn lag_seconds(event: &Event) -> Option<f64> {
+    let time = event.time.as_ref()?;
+    let happened = std::time::UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(time.seconds).ok()?,
+            u32::try_from(time.nanos).ok()?,
+        );
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(happened)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
+}
 
 /// Whether an event took effect or had already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +126,15 @@ impl Consumer {
         };
         self.store_cursor(&transaction, source, cursor).await?;
         transaction.commit().await?;
+        if let Some(lag) = lag_seconds(event) {
+            lag_histogram().record(
+                lag,
+                &[
+                    KeyValue::new("consumer", self.name.clone()),
+                    KeyValue::new("source", source.to_owned()),
+                ],
+            );
+        }
         Ok(applied)
     }
 

@@ -120,6 +120,13 @@ impl Outbox {
         if event.id.is_empty() || event.r#type.is_empty() || event.source.is_empty() {
             return Err(Error::internal("an event needs an id, a type and a source"));
         }
+        let now = chrono::Utc::now();
+        // `time` is when the change happened: now, unless the producer said otherwise.
+        let mut event = event.clone();
+        event.time.get_or_insert_with(|| prost_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+        });
         let insert = Query::insert()
             .into_table(Alias::new(&self.table))
             .columns(
@@ -139,7 +146,7 @@ impl Outbox {
                 event.r#type.clone().into(),
                 event.subject.clone().into(),
                 // Bound like retention's cutoff, so both compare alike on every database.
-                chrono::Utc::now().into(),
+                now.into(),
                 event.encode_to_vec().into(),
             ])
             .to_owned();
