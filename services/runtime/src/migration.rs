@@ -1,4 +1,5 @@
-//! Tables every service has, created by each service's own migrations under its own prefix.
+//! Tables every service has, created by each service's own migrations under its own prefix:
+//! [`shared`] gives a service's `Migrator` the migrations that create them.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseBackend;
@@ -187,4 +188,91 @@ pub fn drop_outbox_watermark(service: &str) -> TableDropStatement {
         .table(Alias::new(watermark_table(service)))
         .if_exists()
         .to_owned()
+}
+
+/// The migrations every service starts with, in order, for the service called `service`
+/// (whose tables they prefix). A service's `Migrator` lists these first, then its own.
+///
+/// Their names are part of each service's migration history: never rename or reorder them.
+pub fn shared(service: &'static str) -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(SharedMigration {
+            name: "m0001_idempotency_keys",
+            service,
+        }),
+        Box::new(SharedMigration {
+            name: "m0002_outbox",
+            service,
+        }),
+        Box::new(SharedMigration {
+            name: "m0003_event_consumers",
+            service,
+        }),
+        Box::new(SharedMigration {
+            name: "m0004_outbox_retention",
+            service,
+        }),
+    ]
+}
+
+struct SharedMigration {
+    name: &'static str,
+    service: &'static str,
+}
+
+impl MigrationName for SharedMigration {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SharedMigration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let service = self.service;
+        match self.name {
+            "m0001_idempotency_keys" => {
+                manager.create_table(create_idempotency_keys(service)).await
+            }
+            "m0002_outbox" => {
+                manager
+                    .create_table(create_outbox(service, manager.get_database_backend()))
+                    .await?;
+                for index in create_outbox_indexes(service) {
+                    manager.create_index(index).await?;
+                }
+                Ok(())
+            }
+            "m0003_event_consumers" => {
+                for table in create_event_consumer_tables(service) {
+                    manager.create_table(table).await?;
+                }
+                Ok(())
+            }
+            "m0004_outbox_retention" => {
+                manager.create_table(create_outbox_watermark(service)).await
+            }
+            other => Err(DbErr::Migration(format!(
+                "unknown shared migration {other}"
+            ))),
+        }
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let service = self.service;
+        match self.name {
+            "m0001_idempotency_keys" => manager.drop_table(drop_idempotency_keys(service)).await,
+            "m0002_outbox" => manager.drop_table(drop_outbox(service)).await,
+            "m0003_event_consumers" => {
+                for table in drop_event_consumer_tables(service) {
+                    manager.drop_table(table).await?;
+                }
+                Ok(())
+            }
+            "m0004_outbox_retention" => manager.drop_table(drop_outbox_watermark(service)).await,
+            other => Err(DbErr::Migration(format!(
+                "unknown shared migration {other}"
+            ))),
+        }
+    }
 }

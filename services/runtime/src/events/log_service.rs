@@ -27,6 +27,10 @@ use crate::error::Error;
 const BATCH: u64 = 500;
 /// Items buffered per subscriber before the reader waits for the subscriber to keep up.
 const BUFFER: usize = 256;
+/// After a commit notification that found nothing readable yet, look again this often, this
+/// many times (two seconds in all), before falling back to the poll interval.
+const ANNOUNCED_RETRY: Duration = Duration::from_millis(10);
+const ANNOUNCED_RETRIES: u32 = 200;
 
 /// How subscriptions follow the log once caught up.
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +186,9 @@ async fn follow(
     // end at once, even when the filter let none of the events through.
     let mut moved = true;
     let mut last_caught_up = tokio::time::Instant::now();
+    // Reads left before giving up on a commit we were told of: its rows may be held back
+    // for a moment by an older transaction still running elsewhere in the cluster.
+    let mut announced_reads_left = 0_u32;
     loop {
         // Registered before reading, so a commit between the read and the wait still wakes us.
         let committed = producer.committed.notified();
@@ -210,6 +217,7 @@ async fn follow(
         if let Some(end) = batch.end {
             position = end;
             moved = true;
+            announced_reads_left = 0;
             continue;
         }
         // Caught up: say so when the end moved and then every heartbeat interval while idle.
@@ -226,9 +234,15 @@ async fn follow(
             moved = false;
             last_caught_up = tokio::time::Instant::now();
         }
+        let wait = if announced_reads_left > 0 {
+            announced_reads_left -= 1;
+            ANNOUNCED_RETRY
+        } else {
+            options.poll_interval
+        };
         tokio::select! {
-            () = committed => {}
-            () = tokio::time::sleep(options.poll_interval) => {}
+            () = committed => announced_reads_left = ANNOUNCED_RETRIES,
+            () = tokio::time::sleep(wait) => {}
             () = sender.closed() => return,
         }
     }
