@@ -50,6 +50,20 @@ fn record_effect() -> Handler {
     })
 }
 
+/// The orchestration database (already migrated), with the table the test effect writes.
+async fn consumer_database(config: &throughline::Config) -> DatabaseConnection {
+    let consumer_db = db::connect(&config.database, "orchestration")
+        .await
+        .unwrap();
+    consumer_db
+        .execute_unprepared(
+            "CREATE TABLE orchestration_test_effects (event_id VARCHAR(64) NOT NULL)",
+        )
+        .await
+        .unwrap();
+    consumer_db
+}
+
 async fn effects(db: &DatabaseConnection) -> Vec<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -69,15 +83,7 @@ on_both_databases!(
         let config = TestSuite::config(&["profile", "orchestration"], &test_db, &[]);
         let suite = TestSuite::start_config(config.clone()).await;
         let producer = db::connect(&config.database, "profile").await.unwrap();
-        let consumer_db = db::connect(&config.database, "orchestration")
-            .await
-            .unwrap();
-        consumer_db
-            .execute_unprepared(
-                "CREATE TABLE orchestration_test_effects (event_id VARCHAR(64) NOT NULL)",
-            )
-            .await
-            .unwrap();
+        let consumer_db = consumer_database(&config).await;
 
         let outbox = Outbox::new("profile");
         for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(10) {
@@ -135,15 +141,7 @@ on_both_databases!(
         throughline::app::migrate_services(&config, &["orchestration".to_owned()])
             .await
             .unwrap();
-        let consumer_db = db::connect(&config.database, "orchestration")
-            .await
-            .unwrap();
-        consumer_db
-            .execute_unprepared(
-                "CREATE TABLE orchestration_test_effects (event_id VARCHAR(64) NOT NULL)",
-            )
-            .await
-            .unwrap();
+        let consumer_db = consumer_database(&config).await;
         let consumer = Consumer::new("orchestration", "journeys", consumer_db.clone());
         let handler = record_effect();
         assert_eq!(consumer.cursor("profile").await.unwrap(), "");
