@@ -105,14 +105,13 @@ pub async fn prune(
         ))
         .await?
         .rows_affected();
-    let p3 = placeholders(backend, 2);
     transaction
         .execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
                 "INSERT INTO \"{watermark_table}\" (singleton, xid, row_id) VALUES (1, {}, {}) \
                  ON CONFLICT (singleton) DO UPDATE SET xid = excluded.xid, row_id = excluded.row_id",
-                p3[0], p3[1]
+                p[0], p[1]
             ),
             [mark.xid().into(), mark.id().into()],
         ))
