@@ -132,13 +132,13 @@ async fn listen(pool: sea_orm::sqlx::PgPool, channel: String, committed: Arc<Not
     }
 }
 
-const SOURCES: [&str; 5] = [
-    "profile",
-    "interaction",
-    "feedback",
-    "orchestration",
-    "distribution",
-];
+/// The event sources: the services of the contract, by the package name they are known by
+/// (`throughline.profile.v1.ProfileService` → `profile`).
+fn sources() -> impl Iterator<Item = &'static str> {
+    throughline_proto::SERVICE_NAMES
+        .into_iter()
+        .filter_map(|full_name| full_name.split('.').nth(1))
+}
 
 #[tonic::async_trait]
 impl EventLogService for EventLog {
@@ -150,9 +150,10 @@ impl EventLogService for EventLog {
         // tenant) arrive with the consumers of the events issue.
         let tenant = principal(&request)?.tenant.clone();
         let request = request.into_inner();
-        if !SOURCES.contains(&request.source.as_str()) {
+        if !sources().any(|source| source == request.source) {
+            let known: Vec<_> = sources().collect();
             return Err(
-                Error::invalid("source", format!("must be one of {}", SOURCES.join(", "))).into(),
+                Error::invalid("source", format!("must be one of {}", known.join(", "))).into(),
             );
         }
         let Some(producer) = self.producers.get(&request.source).cloned() else {
