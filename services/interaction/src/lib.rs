@@ -1,17 +1,38 @@
-//! Interaction history service: the omnichannel timeline, cross-channel threads, customer context and contact analytics.
+//! Interaction history service: the omnichannel timeline, cross-channel threads, customer
+//! context and contact analytics.
 //!
-//! The contract (`throughline.interaction.v1.InteractionService`) is served from the start; until the
-//! service's own issue lands every RPC answers UNIMPLEMENTED through the generated default
-//! stubs, and the crate already owns its configuration section and migrations.
+//! - Recording (`RecordInteraction`, `BatchRecordInteractions`, streamed `RecordInteractions`)
+//!   is idempotent by the client's interaction id and writes each batch, its
+//!   `interaction.recorded` events and its threads' progress in one transaction.
+//! - Customers are keyed through [`customer`]; a profile-service resolver plugs in with
+//!   [`Service::with_resolver`].
+//! - Identity changes (`profile.merged`, `profile.unmerged`, `profile.erased`) are applied by
+//!   [`profile_events_handler`], a `runtime::events` consumer handler.
 
 mod api;
+pub mod customer;
+mod events;
+mod identity;
 mod migration;
+mod sql;
+mod store;
+mod time;
+mod validate;
+
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::interaction::v1::interaction_service_server::InteractionServiceServer;
+use throughline_runtime::idempotency::Idempotency;
 
+pub use customer::{CustomerKey, CustomerResolver, StoreAsGiven};
+pub use identity::{
+    PROFILE_EVENT_TYPES, PROFILE_EVENTS_CONSUMER, PROFILE_EVENTS_SOURCE, profile_event_types,
+    profile_events_handler,
+};
 pub use migration::Migrator;
+pub use validate::{MAX_ATTRIBUTES_BYTES, MAX_BATCH};
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "interaction";
@@ -33,11 +54,25 @@ pub struct Options {
 pub struct Service {
     db: DatabaseConnection,
     options: Options,
+    resolver: customer::SharedResolver,
+    idempotency: Idempotency,
 }
 
 impl Service {
+    /// The service with customers stored as given ([`StoreAsGiven`]).
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
-        Self { db, options }
+        Self {
+            db,
+            options,
+            resolver: Arc::new(StoreAsGiven),
+            idempotency: Idempotency::new(NAME),
+        }
+    }
+
+    /// Resolves customers through `resolver` (for example the profile service) from now on.
+    pub fn with_resolver(mut self, resolver: Arc<dyn CustomerResolver>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// The tonic server to add to the process's gRPC server.

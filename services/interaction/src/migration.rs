@@ -7,12 +7,198 @@ pub struct Migrator;
 impl MigratorTrait for Migrator {
     /// The tables every service has come first; the service's own follow.
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        throughline_runtime::migration::shared(crate::NAME)
+        let mut migrations = throughline_runtime::migration::shared(crate::NAME);
+        migrations.push(Box::new(M0005Timeline));
+        migrations
     }
 
     /// Each service records its own migrations, so services can be deployed and migrated
     /// independently even when they share one database.
     fn migration_table_name() -> DynIden {
         Alias::new("interaction_migrations").into_iden()
+    }
+}
+
+/// Interactions, threads and the profile merges the timeline follows.
+///
+/// Times are microseconds since the Unix epoch in BIGINT columns on both databases, so that
+/// windows and gaps in the analytics are integer arithmetic that SQLite and PostgreSQL agree on.
+struct M0005Timeline;
+
+impl MigrationName for M0005Timeline {
+    fn name(&self) -> &str {
+        "m0005_timeline"
+    }
+}
+
+fn text(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .text()
+        .not_null()
+        .to_owned()
+}
+
+fn bigint(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .big_integer()
+        .not_null()
+        .to_owned()
+}
+
+fn nullable_bigint(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .big_integer()
+        .null()
+        .to_owned()
+}
+
+fn integer(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+        .integer()
+        .not_null()
+        .to_owned()
+}
+
+fn blob(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name)).binary().null().to_owned()
+}
+
+/// Indexes written out, for descending keys and partial indexes on both databases.
+const INDEXES: [&str; 6] = [
+    // A customer's timeline, newest first: one index range per page.
+    "CREATE INDEX IF NOT EXISTS interaction_interactions_timeline \
+     ON interaction_interactions (tenant, timeline, occur_us DESC, id DESC)",
+    // The latest interaction per channel (customer context) and channel-filtered timelines.
+    "CREATE INDEX IF NOT EXISTS interaction_interactions_timeline_channel \
+     ON interaction_interactions (tenant, timeline, channel, occur_us DESC, id DESC)",
+    // A thread's interactions; most interactions have none, so only those that do.
+    "CREATE INDEX IF NOT EXISTS interaction_interactions_thread \
+     ON interaction_interactions (tenant, thread, occur_us DESC, id DESC) WHERE thread <> ''",
+    // Contact analytics scan inbound contacts in a time window.
+    "CREATE INDEX IF NOT EXISTS interaction_interactions_inbound \
+     ON interaction_interactions (tenant, occur_us) WHERE direction = 1",
+    "CREATE INDEX IF NOT EXISTS interaction_threads_timeline \
+     ON interaction_threads (tenant, timeline, active_us DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS interaction_profile_merges_target \
+     ON interaction_profile_merges (tenant, target)",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005Timeline {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("interaction_interactions"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    .col(text("id"))
+                    // The customer as recorded (canonical form of the reference given).
+                    .col(text("customer"))
+                    // The profile it resolved to when recorded; empty when unresolved.
+                    .col(text("profile"))
+                    // Whose timeline it is on now: the surviving profile after merges, else
+                    // the customer key.
+                    .col(text("timeline"))
+                    .col(integer("channel"))
+                    .col(integer("direction"))
+                    .col(text("interaction_type"))
+                    .col(bigint("occur_us"))
+                    .col(bigint("record_us"))
+                    .col(text("thread"))
+                    .col(text("touchpoint"))
+                    .col(text("reason"))
+                    .col(text("step"))
+                    .col(text("agent"))
+                    .col(text("outcome"))
+                    .col(text("source"))
+                    .col(blob("attributes"))
+                    .col(bigint("content_hash"))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("tenant"))
+                            .col(Alias::new("id")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("interaction_threads"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    .col(text("id"))
+                    .col(text("customer"))
+                    .col(text("profile"))
+                    .col(text("timeline"))
+                    .col(text("display_name"))
+                    .col(text("reason"))
+                    .col(integer("state"))
+                    .col(text("current_step"))
+                    .col(nullable_bigint("step_us"))
+                    .col(integer("opened_channel"))
+                    .col(nullable_bigint("first_us"))
+                    .col(integer("last_channel"))
+                    .col(nullable_bigint("last_us"))
+                    // Most recent of creation and last interaction: the order of ListThreads.
+                    .col(bigint("active_us"))
+                    .col(bigint("interaction_count"))
+                    .col(text("resolution"))
+                    .col(blob("attributes"))
+                    .col(bigint("create_us"))
+                    .col(bigint("update_us"))
+                    .col(nullable_bigint("resolve_us"))
+                    .col(bigint("revision"))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("tenant"))
+                            .col(Alias::new("id")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("interaction_profile_merges"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    // Merged away; at most one active merge per source.
+                    .col(text("source"))
+                    .col(text("target"))
+                    .col(text("merge_event"))
+                    .col(bigint("merge_us"))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("tenant"))
+                            .col(Alias::new("source")),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        let db = manager.get_connection();
+        for index in INDEXES {
+            db.execute_unprepared(index).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            "interaction_profile_merges",
+            "interaction_threads",
+            "interaction_interactions",
+        ] {
+            manager
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(table))
+                        .if_exists()
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

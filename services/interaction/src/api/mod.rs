@@ -1,0 +1,252 @@
+//! The gRPC adapter of the interaction service: checks requests, scopes every query to the
+//! caller's tenant, and maps the store's answers to the contract.
+
+mod reading;
+mod recording;
+mod threads;
+
+use std::pin::Pin;
+
+use futures::Stream;
+use throughline_proto::common::v1::{Channel, CustomerRef};
+use throughline_proto::interaction::v1::interaction_service_server::InteractionService;
+use throughline_proto::interaction::v1::*;
+use throughline_runtime::auth::principal;
+use throughline_runtime::{Error, FieldViolation};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::Service;
+use crate::customer::CustomerKey;
+use crate::store::identity::timeline_of_profile;
+
+/// Implements `InteractionService`.
+#[derive(Debug, Clone)]
+pub struct Api {
+    service: Service,
+}
+
+impl Api {
+    pub fn new(service: Service) -> Self {
+        Self { service }
+    }
+
+    /// Whose timeline a customer reference reads: the surviving profile it resolves to, or the
+    /// customer key itself when unresolved.
+    async fn timeline(&self, tenant: &str, key: &CustomerKey) -> Result<String, Error> {
+        let resolved = self
+            .service
+            .resolver
+            .resolve(tenant, std::slice::from_ref(key))
+            .await?;
+        match resolved.into_iter().next().flatten() {
+            Some(profile) => timeline_of_profile(&self.service.db, tenant, &profile).await,
+            None => Ok(key.as_str().to_owned()),
+        }
+    }
+}
+
+/// The caller's tenant: every query filters by it.
+fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
+    Ok(principal(request)?.tenant.clone())
+}
+
+fn customer_key(customer: Option<&CustomerRef>, field: &str) -> Result<CustomerKey, Error> {
+    CustomerKey::parse(customer, field).map_err(Error::InvalidArgument)
+}
+
+/// `{collection}/{id}` → `id`.
+fn resource_id<'a>(name: &'a str, collection: &str, field: &str) -> Result<&'a str, Error> {
+    name.strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|id| crate::customer::is_resource_id(id))
+        .ok_or_else(|| Error::invalid(field, format!("must be {collection}/{{id}}")))
+}
+
+/// Channels of a filter: each must be a known channel.
+fn channels(values: &[i32], field: &str) -> Result<Vec<i32>, Error> {
+    let violations: Vec<FieldViolation> = values
+        .iter()
+        .enumerate()
+        .filter(
+            |(_, value)| !matches!(Channel::try_from(**value), Ok(c) if c != Channel::Unspecified),
+        )
+        .map(|(index, value)| {
+            FieldViolation::new(
+                format!("{field}[{index}]"),
+                format!("unknown channel {value}"),
+            )
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(values.to_vec())
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// Default 20, at most 1000 (larger sizes are reduced, as AIP-158 allows).
+fn page_size(value: i32) -> Result<usize, Error> {
+    match value {
+        0 => Ok(20),
+        size if size < 0 => Err(Error::invalid("page_size", "must not be negative")),
+        size => Ok(usize::try_from(size.min(1000)).unwrap_or(1000)),
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<RecordInteractionsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl InteractionService for Api {
+    async fn record_interaction(
+        &self,
+        request: Request<RecordInteractionRequest>,
+    ) -> Result<Response<RecordInteractionResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.record_one(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn batch_record_interactions(
+        &self,
+        request: Request<BatchRecordInteractionsRequest>,
+    ) -> Result<Response<BatchRecordInteractionsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.record_batch(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn record_interactions(
+        &self,
+        request: Request<Streaming<RecordInteractionsRequest>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.record_stream(tenant, request.into_inner()),
+        ))
+    }
+
+    async fn get_interaction(
+        &self,
+        request: Request<GetInteractionRequest>,
+    ) -> Result<Response<GetInteractionResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.get_interaction(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_interactions(
+        &self,
+        request: Request<ListInteractionsRequest>,
+    ) -> Result<Response<ListInteractionsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.list_interactions(&tenant, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn create_thread(
+        &self,
+        request: Request<CreateThreadRequest>,
+    ) -> Result<Response<CreateThreadResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.create_thread(tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_thread(
+        &self,
+        request: Request<GetThreadRequest>,
+    ) -> Result<Response<GetThreadResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.get_thread(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_thread(
+        &self,
+        request: Request<UpdateThreadRequest>,
+    ) -> Result<Response<UpdateThreadResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.update_thread(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn resolve_thread(
+        &self,
+        request: Request<ResolveThreadRequest>,
+    ) -> Result<Response<ResolveThreadResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.resolve_thread(tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn reopen_thread(
+        &self,
+        request: Request<ReopenThreadRequest>,
+    ) -> Result<Response<ReopenThreadResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.reopen_thread(tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_threads(
+        &self,
+        request: Request<ListThreadsRequest>,
+    ) -> Result<Response<ListThreadsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.list_threads(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_customer_context(
+        &self,
+        request: Request<GetCustomerContextRequest>,
+    ) -> Result<Response<GetCustomerContextResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.customer_context(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_contact_reasons(
+        &self,
+        request: Request<GetContactReasonsRequest>,
+    ) -> Result<Response<GetContactReasonsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.contact_reasons(&tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_repeat_contact_rate(
+        &self,
+        request: Request<GetRepeatContactRateRequest>,
+    ) -> Result<Response<GetRepeatContactRateResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.repeat_contact_rate(&tenant, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn get_channel_switch_paths(
+        &self,
+        request: Request<GetChannelSwitchPathsRequest>,
+    ) -> Result<Response<GetChannelSwitchPathsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        Ok(Response::new(
+            self.channel_switch_paths(&tenant, request.into_inner())
+                .await?,
+        ))
+    }
+}

@@ -1,0 +1,71 @@
+//! The service's tables: interactions, threads and the profile merges the timeline follows.
+//! Every statement filters by tenant.
+
+pub(crate) mod analytics;
+pub(crate) mod identity;
+pub(crate) mod record;
+pub(crate) mod threads;
+pub(crate) mod timeline;
+
+use prost::Message;
+use sea_orm::QueryResult;
+use throughline_proto::interaction::v1::Interaction;
+use throughline_runtime::Error;
+
+use crate::customer::CustomerKey;
+use crate::time::timestamp;
+
+/// The columns [`interaction_from_row`] reads.
+pub(crate) const INTERACTION_COLUMNS: &str = "id, customer, timeline, channel, direction, \
+     interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, outcome, \
+     source, attributes, content_hash";
+
+pub(crate) const INTERACTIONS: &str = "interaction_interactions";
+pub(crate) const THREADS: &str = "interaction_threads";
+pub(crate) const MERGES: &str = "interaction_profile_merges";
+
+/// The profile a timeline key names, or empty when it is an unresolved customer.
+pub(crate) fn profile_of(timeline: &str) -> String {
+    if timeline.starts_with("profiles/") {
+        timeline.to_owned()
+    } else {
+        String::new()
+    }
+}
+
+pub(crate) fn thread_name(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!("threads/{id}")
+    }
+}
+
+pub(crate) fn decode_struct(bytes: Option<Vec<u8>>) -> Result<Option<prost_types::Struct>, Error> {
+    bytes
+        .map(|bytes| prost_types::Struct::decode(bytes.as_slice()).map_err(Error::internal))
+        .transpose()
+}
+
+pub(crate) fn interaction_from_row(row: &QueryResult) -> Result<Interaction, Error> {
+    let get_text = |column: &str| row.try_get::<String>("", column);
+    let timeline = get_text("timeline")?;
+    Ok(Interaction {
+        name: format!("interactions/{}", get_text("id")?),
+        customer: Some(CustomerKey::from_stored(get_text("customer")?).to_ref()),
+        profile: profile_of(&timeline),
+        channel: row.try_get("", "channel")?,
+        direction: row.try_get("", "direction")?,
+        r#type: get_text("interaction_type")?,
+        occur_time: Some(timestamp(row.try_get("", "occur_us")?)),
+        thread: thread_name(&get_text("thread")?),
+        touchpoint: get_text("touchpoint")?,
+        reason: get_text("reason")?,
+        step: get_text("step")?,
+        agent: get_text("agent")?,
+        outcome: get_text("outcome")?,
+        source: get_text("source")?,
+        attributes: decode_struct(row.try_get("", "attributes")?)?,
+        record_time: Some(timestamp(row.try_get("", "record_us")?)),
+    })
+}
