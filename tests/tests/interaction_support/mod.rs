@@ -1,0 +1,104 @@
+//! What the interaction tests share: clients, requests and counts of stored rows.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use prost_types::Timestamp;
+use sea_orm::{ConnectionTrait, Statement};
+use throughline_harness::{Authenticated, TestDatabase, TestSuite, token};
+use throughline_proto::common::v1::customer_ref::Customer;
+use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
+use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
+use throughline_proto::interaction::v1::{Interaction, RecordInteractionRequest};
+use throughline_runtime::db;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+pub type Client = InteractionServiceClient<Authenticated>;
+
+/// The time every test's interactions are placed after.
+pub const BASE: i64 = 1_750_000_000;
+
+pub async fn client(suite: &TestSuite, tenant: &str) -> Client {
+    suite
+        .clients(&token(tenant, &["interaction:read", "interaction:write"]))
+        .await
+        .interaction
+}
+
+pub fn profile(id: &str) -> CustomerRef {
+    CustomerRef {
+        customer: Some(Customer::Profile(format!("profiles/{id}"))),
+    }
+}
+
+pub fn at(seconds: i64) -> Timestamp {
+    Timestamp {
+        seconds: BASE + seconds,
+        nanos: 0,
+    }
+}
+
+pub fn hours(hours: f64) -> i64 {
+    (hours * 3600.0) as i64
+}
+
+/// An inbound page view of `customer` on `channel`, `seconds` after [`BASE`].
+pub fn item(
+    id: &str,
+    customer: CustomerRef,
+    channel: Channel,
+    seconds: i64,
+) -> RecordInteractionRequest {
+    RecordInteractionRequest {
+        interaction_id: id.into(),
+        interaction: Some(Interaction {
+            customer: Some(customer),
+            channel: channel as i32,
+            direction: Direction::Inbound as i32,
+            r#type: "page_view".into(),
+            occur_time: Some(at(seconds)),
+            ..Interaction::default()
+        }),
+    }
+}
+
+/// An inbound contact for `reason`.
+pub fn contact(
+    id: &str,
+    customer: &str,
+    channel: Channel,
+    reason: &str,
+    seconds: i64,
+) -> RecordInteractionRequest {
+    let mut request = item(id, profile(customer), channel, seconds);
+    let interaction = request.interaction.as_mut().unwrap();
+    interaction.r#type = "contact".into();
+    interaction.reason = reason.into();
+    request
+}
+
+/// The fields an INVALID_ARGUMENT names.
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The interaction service's own database connection.
+pub async fn database(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {
+    let config = TestSuite::config(&["interaction"], test_db, &[]);
+    db::connect(&config.database, "interaction").await.unwrap()
+}
+
+/// The single integer a query answers.
+pub async fn count(test_db: &TestDatabase, sql: &str) -> i64 {
+    let db = database(test_db).await;
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
