@@ -1,4 +1,7 @@
 //! The profile service's migrations; its tables start with `profile_`.
+//!
+//! Times are stored as microseconds since the epoch (BIGINT): they compare, sort and round-trip
+//! alike on SQLite and PostgreSQL.
 
 use sea_orm_migration::prelude::*;
 
@@ -7,12 +10,252 @@ pub struct Migrator;
 impl MigratorTrait for Migrator {
     /// The tables every service has come first; the service's own follow.
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        throughline_runtime::migration::shared(crate::NAME)
+        let mut migrations = throughline_runtime::migration::shared(crate::NAME);
+        migrations.push(Box::new(ProfileTables));
+        migrations
     }
 
     /// Each service records its own migrations, so services can be deployed and migrated
     /// independently even when they share one database.
     fn migration_table_name() -> DynIden {
         Alias::new("profile_migrations").into_iden()
+    }
+}
+
+struct ProfileTables;
+
+impl MigrationName for ProfileTables {
+    fn name(&self) -> &str {
+        "m0101_profile_tables"
+    }
+}
+
+fn col(name: &str) -> ColumnDef {
+    ColumnDef::new(Alias::new(name))
+}
+
+fn text(name: &str) -> ColumnDef {
+    let mut column = col(name);
+    column.text().not_null();
+    column
+}
+
+fn big(name: &str) -> ColumnDef {
+    let mut column = col(name);
+    column.big_integer().not_null();
+    column
+}
+
+fn int(name: &str) -> ColumnDef {
+    let mut column = col(name);
+    column.integer().not_null();
+    column
+}
+
+fn blob(name: &str) -> ColumnDef {
+    let mut column = col(name);
+    column.binary().not_null();
+    column
+}
+
+fn index(name: &str, table: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(Alias::new(table)).if_not_exists();
+    for column in columns {
+        index.col(Alias::new(*column));
+    }
+    index.to_owned()
+}
+
+fn primary(columns: &[&str]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    for column in columns {
+        index.col(Alias::new(*column));
+    }
+    index.to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ProfileTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One row per profile; core fields, attributes and preferences are one encoded
+        // `Profile` message (`data`), so a profile reads in one row and round-trips exactly.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_profiles"))
+                    .if_not_exists()
+                    .col(text("id").primary_key())
+                    .col(text("tenant"))
+                    .col(int("state"))
+                    .col(col("merged_into").text().null())
+                    .col(blob("data"))
+                    .col(big("version"))
+                    .col(big("created_us"))
+                    .col(big("updated_us"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "profile_profiles_listing",
+                "profile_profiles",
+                &["tenant", "created_us", "id"],
+            ))
+            .await?;
+
+        // The primary key is what makes identifiers unique per tenant: two writers racing to
+        // claim one identifier cannot both commit.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_identifiers"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    .col(int("kind"))
+                    .col(text("source"))
+                    .col(text("value"))
+                    .col(text("profile_id"))
+                    .col(big("created_us"))
+                    .primary_key(&mut primary(&["tenant", "kind", "source", "value"]))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "profile_identifiers_profile",
+                "profile_identifiers",
+                &["profile_id"],
+            ))
+            .await?;
+
+        // Consent records are append-only; the current status of a pair is its newest record.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_consents"))
+                    .if_not_exists()
+                    .col(
+                        col("id")
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(text("tenant"))
+                    .col(text("profile_id"))
+                    .col(int("channel"))
+                    .col(int("purpose"))
+                    .col(int("status"))
+                    .col(text("source"))
+                    .col(text("evidence"))
+                    .col(big("effective_us"))
+                    .col(big("record_us"))
+                    .col(text("recorded_by"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "profile_consents_current",
+                "profile_consents",
+                &["profile_id", "channel", "purpose", "effective_us", "id"],
+            ))
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_segments"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    .col(text("id"))
+                    .col(text("display_name"))
+                    .col(text("description"))
+                    .col(text("rule"))
+                    .col(int("state"))
+                    .col(big("version"))
+                    .col(big("created_us"))
+                    .col(big("updated_us"))
+                    .primary_key(&mut primary(&["tenant", "id"]))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_segment_members"))
+                    .if_not_exists()
+                    .col(text("tenant"))
+                    .col(text("segment_id"))
+                    .col(text("profile_id"))
+                    .col(big("enter_us"))
+                    .primary_key(&mut primary(&["tenant", "segment_id", "profile_id"]))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(index(
+                "profile_segment_members_profile",
+                "profile_segment_members",
+                &["profile_id"],
+            ))
+            .await?;
+
+        // A merge keeps what undoing it needs: the target's data before and right after the
+        // merge (to tell later changes from what the merge did), the source's data, and the
+        // consent records that moved.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("profile_merge_events"))
+                    .if_not_exists()
+                    .col(text("id").primary_key())
+                    .col(text("tenant"))
+                    .col(text("source_profile"))
+                    .col(text("target_profile"))
+                    .col(int("state"))
+                    .col(big("merge_us"))
+                    .col(blob("event"))
+                    .col(blob("target_before"))
+                    .col(blob("target_after"))
+                    .col(text("moved_consents"))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, column) in [
+            ("profile_merge_events_source", "source_profile"),
+            ("profile_merge_events_target", "target_profile"),
+        ] {
+            manager
+                .create_index(index(
+                    name,
+                    "profile_merge_events",
+                    &["tenant", column, "merge_us"],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            "profile_merge_events",
+            "profile_segment_members",
+            "profile_segments",
+            "profile_consents",
+            "profile_identifiers",
+            "profile_profiles",
+        ] {
+            manager
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(table))
+                        .if_exists()
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
