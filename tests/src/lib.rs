@@ -4,13 +4,15 @@
 
 mod clients;
 mod database;
+mod nats;
 mod postgres;
 mod raw;
 mod suite;
 
 pub use clients::{Authenticated, BearerToken, Clients};
 pub use database::TestDatabase;
-pub use raw::{Credentials, raw_call, raw_call_with};
+pub use nats::{TestNats, nats_url};
+pub use raw::{Credentials, raw_call, raw_call_with, reached_the_service};
 pub use suite::{TEST_SECRET, TestSuite, bearer, token};
 
 /// Runs a test body once against SQLite and once against PostgreSQL, as two tests.

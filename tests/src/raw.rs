@@ -55,3 +55,18 @@ where
         Err(status) => status,
     }
 }
+
+/// Whether a call answered with `code` got past authentication, authorisation and admission
+/// into the service itself: an empty request is refused by the handler as invalid or as
+/// naming nothing, or answered by a handler not written yet.
+pub fn reached_the_service(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Ok
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::FailedPrecondition
+            | Code::Unimplemented
+    )
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{TestDatabase, TestNats, TestSuite, on_both_databases, token};
 use throughline_proto::event::v1::Event;
 use throughline_runtime::db;
 use throughline_runtime::events::{Applied, Consumer, Handler, Outbox};
@@ -77,60 +77,103 @@ async fn effects(db: &DatabaseConnection) -> Vec<String> {
         .collect()
 }
 
+/// How the consumer under test reaches the producer's events.
+enum Transport {
+    Grpc,
+    Nats(TestNats),
+}
+
+/// Writes `EVENTS` events, kills the consumer a third of the way through, restarts it, and
+/// checks every event took effect exactly once.
+async fn killed_consumer_resumes(test_db: TestDatabase, transport: Transport) {
+    let env = match &transport {
+        Transport::Grpc => Vec::new(),
+        Transport::Nats(nats) => nats.env(),
+    };
+    let config = TestSuite::config(&["profile", "orchestration"], &test_db, &env);
+    let suite = TestSuite::start_config(config.clone()).await;
+    let producer = db::connect(&config.database, "profile").await.unwrap();
+    let consumer_db = consumer_database(&config).await;
+
+    let consumer = Consumer::new("orchestration", "journeys", consumer_db.clone());
+    let events_client = suite.clients(&token("acme", &["events:read"])).await.events;
+    let jetstream = match &transport {
+        Transport::Grpc => None,
+        Transport::Nats(nats) => Some(nats.jetstream().await),
+    };
+    let start = || {
+        let (consumer, events_client, jetstream) =
+            (consumer.clone(), events_client.clone(), jetstream.clone());
+        tokio::spawn(async move {
+            match jetstream {
+                None => {
+                    consumer
+                        .run(events_client, "profile", &[], record_effect())
+                        .await
+                }
+                Some(jetstream) => {
+                    consumer
+                        .run_nats(&jetstream, "profile", &[], record_effect())
+                        .await
+                }
+            }
+        })
+    };
+
+    // The first half of the events arrives while the consumer runs, so it applies them in
+    // small batches; it is killed part-way through, often inside one. The second half arrives
+    // while it is down.
+    let write = |range: std::ops::Range<usize>| {
+        let producer = producer.clone();
+        async move {
+            let outbox = Outbox::new("profile");
+            for chunk in range.collect::<Vec<_>>().chunks(2) {
+                let transaction = producer.begin().await.unwrap();
+                for index in chunk {
+                    outbox.append(&transaction, &event(*index)).await.unwrap();
+                }
+                transaction.commit().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let first_half = tokio::spawn(write(0..EVENTS / 2));
+    let first = start();
+    while effects(&consumer_db).await.len() < EVENTS / 3 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    first_half.await.unwrap();
+    write(EVENTS / 2..EVENTS).await;
+
+    let second = start();
+    for _ in 0..1000 {
+        if effects(&consumer_db).await.len() >= EVENTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    second.abort();
+
+    let seen = effects(&consumer_db).await;
+    let expected: Vec<String> = (0..EVENTS).map(|index| event(index).id).collect();
+    assert_eq!(seen, expected, "every event exactly once");
+    suite.stop().await;
+    if let Transport::Nats(nats) = transport {
+        nats.cleanup().await;
+    }
+}
+
 on_both_databases!(
     a_killed_consumer_resumes_and_acts_once_per_event,
+    |test_db: TestDatabase| async move { killed_consumer_resumes(test_db, Transport::Grpc).await }
+);
+
+on_both_databases!(
+    a_killed_nats_consumer_resumes_and_acts_once_per_event,
     |test_db: TestDatabase| async move {
-        let config = TestSuite::config(&["profile", "orchestration"], &test_db, &[]);
-        let suite = TestSuite::start_config(config.clone()).await;
-        let producer = db::connect(&config.database, "profile").await.unwrap();
-        let consumer_db = consumer_database(&config).await;
-
-        let outbox = Outbox::new("profile");
-        for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(10) {
-            let transaction = producer.begin().await.unwrap();
-            for index in chunk {
-                outbox.append(&transaction, &event(*index)).await.unwrap();
-            }
-            transaction.commit().await.unwrap();
-        }
-
-        let consumer = Consumer::new("orchestration", "journeys", consumer_db.clone());
-        let events_client = suite.clients(&token("acme", &["events:read"])).await.events;
-        let start = || {
-            let (consumer, events_client) = (consumer.clone(), events_client.clone());
-            tokio::spawn(async move {
-                consumer
-                    .run(events_client, "profile", &[], record_effect())
-                    .await;
-            })
-        };
-
-        // Kill the consumer once it is part-way through.
-        let first = start();
-        while effects(&consumer_db).await.len() < EVENTS / 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        first.abort();
-        let _ = first.await;
-        let before_restart = effects(&consumer_db).await.len();
-        assert!(
-            before_restart < EVENTS,
-            "the consumer finished before it was killed"
-        );
-
-        let second = start();
-        for _ in 0..1000 {
-            if effects(&consumer_db).await.len() >= EVENTS {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        second.abort();
-
-        let seen = effects(&consumer_db).await;
-        let expected: Vec<String> = (0..EVENTS).map(|index| event(index).id).collect();
-        assert_eq!(seen, expected, "every event exactly once");
-        suite.stop().await;
+        killed_consumer_resumes(test_db, Transport::Nats(TestNats::new().await)).await
     }
 );
 

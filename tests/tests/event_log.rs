@@ -164,7 +164,7 @@ on_both_databases!(
 
         // Everything recorded so far is past a zero retention.
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let pruned = throughline_runtime::events::prune(&db, "profile", Duration::ZERO)
+        let pruned = throughline_runtime::events::prune(&db, "profile", Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(pruned, 3);

@@ -71,7 +71,7 @@ pub async fn migrate_services(config: &Config, names: &[String]) -> Result<(), E
 pub async fn build_server(config: &Config) -> Result<GrpcServer, Error> {
     let authenticator = Arc::new(Authenticator::new(&config.auth)?);
     let mut server = GrpcServer::new(config.server.clone(), authenticator);
-    server.set_events_options(config.events);
+    server.set_events_options(config.events.clone());
     let databases = Databases::new(config.database.clone());
     for entry in selected(&config.server.services)? {
         let db = connect(&databases, config, entry, config.database.migrate_on_start).await?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use throughline_harness::{Credentials, TEST_SECRET, raw_call};
+use throughline_harness::{Credentials, TEST_SECRET, raw_call, reached_the_service};
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -138,12 +138,11 @@ async fn an_issued_token_is_accepted_within_its_scopes() {
     let channel = channel(process.endpoint()).await;
     let read = "/throughline.interaction.v1.InteractionService/ListInteractions";
     let write = "/throughline.interaction.v1.InteractionService/RecordInteraction";
-    assert_eq!(
+    assert!(reached_the_service(
         raw_call(channel.clone(), read, Credentials::Bearer(&token))
             .await
-            .code(),
-        Code::Unimplemented
-    );
+            .code()
+    ));
     assert_eq!(
         raw_call(channel.clone(), write, Credentials::Bearer(&token))
             .await

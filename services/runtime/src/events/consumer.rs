@@ -6,6 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
@@ -17,6 +18,9 @@ use throughline_proto::event::v1::{Event, SubscribeRequest};
 use tonic::client::GrpcService;
 
 use crate::error::Error;
+
+/// Events applied per transaction at most.
+const BATCH: usize = 500;
 
 /// What a consumer does with one event, inside the transaction that also moves its cursor.
 pub type Handler = Arc<
@@ -68,7 +72,8 @@ pub enum Applied {
 /// `<service>_processed_events`).
 #[derive(Debug, Clone)]
 pub struct Consumer {
-    name: String,
+    pub(super) service: String,
+    pub(super) name: String,
     cursors: String,
     processed: String,
     db: DatabaseConnection,
@@ -77,6 +82,7 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(service: &str, name: &str, db: DatabaseConnection) -> Self {
         Self {
+            service: service.to_owned(),
             name: name.to_owned(),
             cursors: format!("{service}_event_cursors"),
             processed: format!("{service}_processed_events"),
@@ -86,13 +92,21 @@ impl Consumer {
 
     /// The stored cursor of `source`; empty (the start of the log) when none is stored.
     pub async fn cursor(&self, source: &str) -> Result<String, Error> {
+        self.cursor_on(&self.db, source).await
+    }
+
+    pub(crate) async fn cursor_on<C: ConnectionTrait>(
+        &self,
+        connection: &C,
+        source: &str,
+    ) -> Result<String, Error> {
         let select = Query::select()
             .column(Alias::new("cursor"))
             .from(Alias::new(&self.cursors))
             .and_where(Expr::col(Alias::new("consumer")).eq(self.name.as_str()))
             .and_where(Expr::col(Alias::new("source")).eq(source))
             .to_owned();
-        Ok(match self.db.query_one(&select).await? {
+        Ok(match connection.query_one(&select).await? {
             Some(row) => row.try_get("", "cursor")?,
             None => String::new(),
         })
@@ -107,38 +121,60 @@ impl Consumer {
         cursor: &str,
         handler: &Handler,
     ) -> Result<Applied, Error> {
+        let applied = self
+            .apply_all(source, std::slice::from_ref(event), cursor, handler)
+            .await?;
+        Ok(applied[0])
+    }
+
+    /// Applies consecutive `events` of `source`'s log in one transaction that ends by storing
+    /// `cursor` (the position after the last of them): one commit for a whole batch is what
+    /// lets a consumer keep up with a busy producer. Either every effect and the cursor
+    /// commit, or none.
+    pub async fn apply_all(
+        &self,
+        source: &str,
+        events: &[Event],
+        cursor: &str,
+        handler: &Handler,
+    ) -> Result<Vec<Applied>, Error> {
         let transaction = self.db.begin().await?;
-        let claim = Query::insert()
-            .into_table(Alias::new(&self.processed))
-            .columns(["consumer", "event_id"].map(Alias::new))
-            .values_panic([self.name.as_str().into(), event.id.as_str().into()])
-            .on_conflict(
-                OnConflict::columns(["consumer", "event_id"].map(Alias::new))
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .to_owned();
-        let applied = if transaction.execute(&claim).await?.rows_affected() == 1 {
-            handler(&transaction, event).await?;
-            Applied::Effect
-        } else {
-            Applied::Duplicate
-        };
+        let mut applied = Vec::with_capacity(events.len());
+        for event in events {
+            let claim = Query::insert()
+                .into_table(Alias::new(&self.processed))
+                .columns(["consumer", "event_id"].map(Alias::new))
+                .values_panic([self.name.as_str().into(), event.id.as_str().into()])
+                .on_conflict(
+                    OnConflict::columns(["consumer", "event_id"].map(Alias::new))
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .to_owned();
+            applied.push(if transaction.execute(&claim).await?.rows_affected() == 1 {
+                handler(&transaction, event).await?;
+                Applied::Effect
+            } else {
+                Applied::Duplicate
+            });
+        }
         self.store_cursor(&transaction, source, cursor).await?;
         transaction.commit().await?;
-        if let Some(lag) = lag_seconds(event) {
-            lag_histogram().record(
-                lag,
-                &[
-                    KeyValue::new("consumer", self.name.clone()),
-                    KeyValue::new("source", source.to_owned()),
-                ],
-            );
+        for event in events {
+            if let Some(lag) = lag_seconds(event) {
+                lag_histogram().record(
+                    lag,
+                    &[
+                        KeyValue::new("consumer", self.name.clone()),
+                        KeyValue::new("source", source.to_owned()),
+                    ],
+                );
+            }
         }
         Ok(applied)
     }
 
-    async fn store_cursor<C: ConnectionTrait>(
+    pub(crate) async fn store_cursor<C: ConnectionTrait>(
         &self,
         connection: &C,
         source: &str,
@@ -179,21 +215,37 @@ impl Consumer {
             event_types: event_types.to_vec(),
         };
         let unavailable = |status: tonic::Status| Error::Unavailable(status.message().to_owned());
-        let mut stream = client
+        let stream = client
             .subscribe(request)
             .await
             .map_err(unavailable)?
             .into_inner();
-        while let Some(item) = stream.message().await.map_err(unavailable)? {
-            match item.item {
-                Some(Item::Event(event)) => {
-                    self.apply(source, &event, &item.cursor, handler).await?;
+        // Whatever has arrived is applied together, in one transaction.
+        let mut batches = stream.ready_chunks(BATCH);
+        while let Some(items) = batches.next().await {
+            let mut events = Vec::with_capacity(items.len());
+            let mut cursor = None;
+            let mut failure = None;
+            for item in items {
+                match item {
+                    Ok(item) => {
+                        if let Some(Item::Event(event)) = item.item {
+                            events.push(event);
+                        }
+                        // Past a CaughtUp there is nothing to do but remember the position.
+                        cursor = Some(item.cursor);
+                    }
+                    Err(status) => {
+                        failure = Some(unavailable(status));
+                        break;
+                    }
                 }
-                // Past events the filter held back: remember the position, nothing to do.
-                Some(Item::CaughtUp(_)) => {
-                    self.store_cursor(&self.db, source, &item.cursor).await?
-                }
-                None => {}
+            }
+            if let Some(cursor) = cursor {
+                self.apply_all(source, &events, &cursor, handler).await?;
+            }
+            if let Some(failure) = failure {
+                return Err(failure);
             }
         }
         Ok(())

@@ -29,8 +29,8 @@ const BATCH: u64 = 500;
 const BUFFER: usize = 256;
 /// After a commit notification that found nothing readable yet, look again this often, this
 /// many times (two seconds in all), before falling back to the poll interval.
-const ANNOUNCED_RETRY: Duration = Duration::from_millis(10);
-const ANNOUNCED_RETRIES: u32 = 200;
+pub(crate) const ANNOUNCED_RETRY: Duration = Duration::from_millis(10);
+pub(crate) const ANNOUNCED_RETRIES: u32 = 200;
 
 /// How subscriptions follow the log once caught up.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +119,7 @@ impl EventLog {
 
 /// Wakes subscriptions on every commit notification; reconnects after a lost connection
 /// (subscriptions keep polling meanwhile).
-async fn listen(pool: sea_orm::sqlx::PgPool, channel: String, committed: Arc<Notify>) {
+pub(crate) async fn listen(pool: sea_orm::sqlx::PgPool, channel: String, committed: Arc<Notify>) {
     loop {
         if let Ok(mut listener) = PgListener::connect_with(&pool).await
             && listener.listen(&channel).await.is_ok()

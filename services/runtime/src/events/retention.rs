@@ -66,11 +66,13 @@ pub async fn check_cursor<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Deletes the events of `service` recorded more than `retention` ago; returns how many.
+/// Deletes the events of `service` recorded more than `retention` ago, but none after
+/// `relayed` when a relay still has to publish them; returns how many.
 pub async fn prune(
     db: &DatabaseConnection,
     service: &str,
     retention: Duration,
+    relayed: Option<Position>,
 ) -> Result<u64, Error> {
     let backend = db.get_database_backend();
     let table = outbox_table(service);
@@ -92,7 +94,13 @@ pub async fn prune(
     let Some(row) = newest_expired else {
         return Ok(0);
     };
-    let mark = Position::new(row.try_get("", "xid")?, row.try_get("", "id")?);
+    let mut mark = Position::new(row.try_get("", "xid")?, row.try_get("", "id")?);
+    if let Some(relayed) = relayed {
+        mark = mark.min(relayed);
+    }
+    if mark == Position::default() {
+        return Ok(0);
+    }
     let deleted = transaction
         .execute_raw(Statement::from_sql_and_values(
             backend,
@@ -118,4 +126,36 @@ pub async fn prune(
         .await?;
     transaction.commit().await?;
     Ok(deleted)
+}
+
+/// Prunes `service`'s event log every `prune_interval`, never past what `relay` has yet to
+/// publish; a failure is logged and retried.
+pub(crate) async fn prune_periodically(
+    service: String,
+    db: DatabaseConnection,
+    retention: Duration,
+    prune_interval: Duration,
+    relay: Option<super::Relay>,
+) {
+    let mut interval = tokio::time::interval(prune_interval);
+    loop {
+        interval.tick().await;
+        let relayed = match &relay {
+            Some(relay) => match relay.position().await {
+                Ok(position) => Some(position),
+                Err(error) => {
+                    tracing::warn!(service = %service, error = %error, "pruning events skipped: relay position unknown");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        match prune(&db, &service, retention, relayed).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(service = %service, pruned, "pruned expired events"),
+            Err(error) => {
+                tracing::warn!(service = %service, error = %error, "pruning events failed")
+            }
+        }
+    }
 }

@@ -149,23 +149,17 @@ impl GrpcServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        // Every process serves the event log of the services it hosts, and prunes it.
+        // Every process serves the event log of the services it hosts, prunes it and, with
+        // the NATS transport, relays it.
         let producers = std::mem::take(&mut self.producers);
-        let pruners: Vec<_> = producers
-            .iter()
-            .map(|(service, db)| {
-                tokio::spawn(prune_periodically(service.clone(), db.clone(), self.events))
-            })
-            .collect();
+        let background = crate::events::start_background(&producers, &self.events).await?;
         let follow = FollowOptions {
             poll_interval: self.events.poll_interval,
             ..FollowOptions::default()
         };
         self.add_service(event_log_server(EventLog::new(producers, follow)));
         let result = self.serve_routes(listener, shutdown).await;
-        for pruner in pruners {
-            pruner.abort();
-        }
+        drop(background);
         result
     }
 
@@ -232,21 +226,6 @@ impl GrpcServer {
     }
 }
 
-/// Prunes `service`'s event log every `prune_interval`; a failure is logged and retried.
-async fn prune_periodically(service: String, db: DatabaseConnection, options: EventsOptions) {
-    let mut interval = tokio::time::interval(options.prune_interval);
-    loop {
-        interval.tick().await;
-        match crate::events::prune(&db, &service, options.retention).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(service = %service, pruned, "pruned expired events"),
-            Err(error) => {
-                tracing::warn!(service = %service, error = %error, "pruning events failed")
-            }
-        }
-    }
-}
-
 /// Tells Kubernetes and load balancers to stop sending new calls before the listener closes.
 async fn mark_not_serving(reporter: &HealthReporter, names: &[&'static str]) {
     for name in names {
@@ -280,4 +259,6 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    #[error("events: {0}")]
+    Events(#[from] crate::error::Error),
 }

@@ -1,0 +1,120 @@
+//! The relay from a producer's outbox to NATS JetStream: every event published once and in
+//! log order, even when a relay died after publishing and before storing its cursor; and
+//! retention never prunes what the relay has yet to publish.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use prost::Message;
+use sea_orm::TransactionTrait;
+use throughline_harness::{TestDatabase, TestNats, TestSuite, on_both_databases};
+use throughline_proto::event::v1::Event;
+use throughline_runtime::db;
+use throughline_runtime::events::{Filter, Outbox, Position, Relay, Round, prune};
+
+const EVENTS: usize = 50;
+
+fn event(index: usize) -> Event {
+    Event {
+        id: format!("evt-{index:04}"),
+        source: "profile".into(),
+        spec_version: "1.0".into(),
+        r#type: if index.is_multiple_of(2) {
+            "profile.created".into()
+        } else {
+            "profile.updated".into()
+        },
+        subject: format!("profiles/p{index}"),
+        tenant: "acme".into(),
+        ..Event::default()
+    }
+}
+
+/// The profile database, migrated, holding `EVENTS` events in its outbox.
+async fn producer_with_events(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {
+    let config = TestSuite::config(&["profile"], test_db, &[]);
+    throughline::app::migrate_services(&config, &["profile".to_owned()])
+        .await
+        .unwrap();
+    let producer = db::connect(&config.database, "profile").await.unwrap();
+    let outbox = Outbox::new("profile");
+    let transaction = producer.begin().await.unwrap();
+    for index in 0..EVENTS {
+        outbox.append(&transaction, &event(index)).await.unwrap();
+    }
+    transaction.commit().await.unwrap();
+    producer
+}
+
+async fn relay_everything(relay: &Relay) {
+    for _ in 0..100 {
+        if relay.round().await.unwrap() == Round::Idle {
+            return;
+        }
+    }
+    panic!("the relay never caught up");
+}
+
+on_both_databases!(
+    a_relay_that_died_before_its_cursor_publishes_each_event_once,
+    |test_db: TestDatabase| async move {
+        let producer = producer_with_events(&test_db).await;
+        let nats = TestNats::new().await;
+        let jetstream = nats.jetstream().await;
+        let mut stream = jetstream.stream("profile").await.unwrap();
+
+        // What a relay killed between publishing and storing its cursor leaves behind: the
+        // first 20 events in the stream, the cursor still at the start.
+        let first = Outbox::new("profile")
+            .read(&producer, Position::default(), 20, &Filter::default())
+            .await
+            .unwrap();
+        jetstream.publish("profile", &first.entries).await.unwrap();
+
+        let relay = Relay::new("profile", producer.clone(), jetstream.clone());
+        relay_everything(&relay).await;
+
+        let info = stream.info().await.unwrap();
+        assert_eq!(info.state.messages, EVENTS as u64, "no copies stored");
+        let mut stored = Vec::new();
+        for sequence in 1..=EVENTS as u64 {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            assert_eq!(
+                message.subject.as_str(),
+                format!(
+                    "{}.profile.{}",
+                    nats.options.prefix,
+                    event(sequence as usize - 1).r#type
+                )
+            );
+            stored.push(Event::decode(message.payload.as_ref()).unwrap().id);
+        }
+        let expected: Vec<String> = (0..EVENTS).map(|index| event(index).id).collect();
+        assert_eq!(stored, expected, "in log order");
+        assert_ne!(relay.position().await.unwrap(), Position::default());
+        nats.cleanup().await;
+    }
+);
+
+on_both_databases!(
+    retention_keeps_what_the_relay_has_not_published,
+    |test_db: TestDatabase| async move {
+        let producer = producer_with_events(&test_db).await;
+        let nats = TestNats::new().await;
+        let relay = Relay::new("profile", producer.clone(), nats.jetstream().await);
+
+        let unpublished = relay.position().await.unwrap();
+        let pruned = prune(&producer, "profile", Duration::ZERO, Some(unpublished))
+            .await
+            .unwrap();
+        assert_eq!(pruned, 0, "nothing relayed yet, so nothing may go");
+
+        relay_everything(&relay).await;
+        let relayed = relay.position().await.unwrap();
+        let pruned = prune(&producer, "profile", Duration::ZERO, Some(relayed))
+            .await
+            .unwrap();
+        assert_eq!(pruned, EVENTS as u64);
+        nats.cleanup().await;
+    }
+);
