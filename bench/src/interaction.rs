@@ -1,0 +1,630 @@
+//! The interaction service's benchmarks.
+//!
+//! - `interaction-ingest`: streaming ingest (`RecordInteractions`, batches of 1,000, several
+//!   streams each with batches in flight) through the full server stack in this process, on
+//!   PostgreSQL and on SQLite, in interactions per second. On PostgreSQL the same run first
+//!   measures a raw `COPY` of the same rows into the same table as the baseline the issue
+//!   compares with (SQLite has no COPY; its target is absolute).
+//! - `interaction-timeline` / `interaction-timeline-sqlite`: the first page (20) of the
+//!   timeline of one customer with many stored interactions (`THROUGHLINE_BENCH_TIMELINE_ROWS`,
+//!   one million by default), closed loop through the full stack.
+//!
+//! PostgreSQL comes from `THROUGHLINE_BENCH_DATABASE_URL`, else `THROUGHLINE_TEST_DATABASE_URL`,
+//! else the local server at 127.0.0.1:5432; each run uses a database of its own, dropped after.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use sea_orm::sqlx::Connection;
+use sea_orm::sqlx::postgres::PgConnection;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use throughline::Config;
+use throughline_proto::common::v1::customer_ref::Customer;
+use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
+use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
+use throughline_proto::interaction::v1::{
+    Interaction, ListInteractionsRequest, RecordInteractionRequest, RecordInteractionsRequest,
+};
+use throughline_runtime::config::Sources;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel as GrpcChannel, Endpoint};
+
+use crate::{BenchError, LoadConfig, Scenario, Target};
+
+const SECRET: &str = "throughline-bench-secret-0123456789abcdef";
+const TENANT: &str = "bench";
+const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const BATCH: usize = 1000;
+/// Batches a stream has sent but not yet seen acknowledged.
+const IN_FLIGHT: usize = 4;
+const CUSTOMERS: usize = 10_000;
+const BASE_US: i64 = 1_750_000_000_000_000;
+const CHANNELS: [Channel; 6] = [
+    Channel::Web,
+    Channel::MobileApp,
+    Channel::Email,
+    Channel::Phone,
+    Channel::Chat,
+    Channel::Sms,
+];
+const TYPES: [&str; 4] = ["page_view", "cart.updated", "call.ended", "email.sent"];
+const REASONS: [&str; 4] = ["", "billing", "delivery", "returns"];
+const COLUMNS: &str = "tenant, id, customer, profile, timeline, channel, direction, \
+     interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, outcome, \
+     source, attributes, content_hash";
+
+fn setup_error(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Setup(e.to_string())
+}
+
+fn server_url() -> String {
+    std::env::var("THROUGHLINE_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("THROUGHLINE_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| LOCAL_URL.to_owned())
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    match query {
+        Some(query) => format!("{}/{name}?{query}", &base[..end]),
+        None => format!("{}/{name}", &base[..end]),
+    }
+}
+
+/// A database for one measurement; PostgreSQL databases are dropped with it.
+enum BenchDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres { server: String, name: String },
+}
+
+impl BenchDatabase {
+    async fn postgres() -> Result<Self, BenchError> {
+        let server = server_url();
+        let name = format!("throughline_bench_interaction_{}", std::process::id());
+        let admin = Database::connect(server.as_str())
+            .await
+            .map_err(setup_error)?;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .map_err(setup_error)?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(setup_error)?;
+        admin.close().await.map_err(setup_error)?;
+        Ok(Self::Postgres { server, name })
+    }
+
+    fn sqlite() -> Result<Self, BenchError> {
+        Ok(Self::Sqlite(tempfile::tempdir()?))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite://{}/throughline.db", dir.path().display()),
+            Self::Postgres { server, name } => with_database(server, name),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite",
+            Self::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    async fn drop_now(self) {
+        if let Self::Postgres { server, name } = self
+            && let Ok(admin) = Database::connect(server.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+/// The interaction service alone, in this process, on `url`; stopped when the sender drops.
+async fn start_server(url: &str) -> Result<(Endpoint, oneshot::Sender<()>), BenchError> {
+    let env = HashMap::from([
+        ("THROUGHLINE__DATABASE__URL".to_owned(), url.to_owned()),
+        (
+            "THROUGHLINE__DATABASE__MAX_CONNECTIONS".to_owned(),
+            "16".to_owned(),
+        ),
+        (
+            "THROUGHLINE__AUTH__HS256_SECRET".to_owned(),
+            SECRET.to_owned(),
+        ),
+        (
+            "THROUGHLINE__SERVER__SERVICES".to_owned(),
+            "interaction".to_owned(),
+        ),
+        (
+            "THROUGHLINE__SERVER__METRICS_LISTEN_ADDR".to_owned(),
+            String::new(),
+        ),
+        (
+            "THROUGHLINE__SERVER__REQUEST_TIMEOUT".to_owned(),
+            "10m".to_owned(),
+        ),
+        (
+            "THROUGHLINE__TELEMETRY__LOG_LEVEL".to_owned(),
+            "warn".to_owned(),
+        ),
+    ]);
+    let config = Config::load(Sources {
+        env: Some(env),
+        ..Sources::default()
+    })
+    .map_err(setup_error)?;
+    let server = throughline::app::build_server(&config)
+        .await
+        .map_err(setup_error)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?.http2_adaptive_window(true);
+    Ok((endpoint, stop))
+}
+
+fn bearer() -> Result<MetadataValue<tonic::metadata::Ascii>, BenchError> {
+    let scopes = [
+        "interaction:read".to_owned(),
+        "interaction:write".to_owned(),
+    ];
+    let token = throughline_runtime::auth::issue_token(
+        SECRET,
+        "bench",
+        TENANT,
+        &scopes,
+        Duration::from_secs(24 * 3600),
+    )
+    .map_err(setup_error)?;
+    format!("Bearer {token}").parse().map_err(setup_error)
+}
+
+/// The interaction numbered `i` of a run whose ids start with `prefix`.
+struct Row {
+    id: String,
+    customer: String,
+    channel: Channel,
+    direction: Direction,
+    r#type: &'static str,
+    occur_us: i64,
+    reason: &'static str,
+    attributes: prost_types::Struct,
+}
+
+fn row(prefix: &str, i: usize, customer: Option<&str>) -> Row {
+    Row {
+        id: format!("{prefix}-{i}"),
+        customer: customer.map_or_else(
+            || format!("profiles/c{}", (i * 7919) % CUSTOMERS),
+            str::to_owned,
+        ),
+        channel: CHANNELS[i % CHANNELS.len()],
+        direction: if i.is_multiple_of(3) {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
+        r#type: TYPES[i % TYPES.len()],
+        occur_us: BASE_US + i as i64 * 1000,
+        reason: REASONS[i % REASONS.len()],
+        attributes: prost_types::Struct {
+            fields: [(
+                "url".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(format!(
+                        "/p/{}",
+                        i % 1000
+                    ))),
+                },
+            )]
+            .into(),
+        },
+    }
+}
+
+fn request(row: Row) -> RecordInteractionRequest {
+    RecordInteractionRequest {
+        interaction_id: row.id,
+        interaction: Some(Interaction {
+            customer: Some(CustomerRef {
+                customer: Some(Customer::Profile(row.customer)),
+            }),
+            channel: row.channel as i32,
+            direction: row.direction as i32,
+            r#type: row.r#type.to_owned(),
+            occur_time: Some(prost_types::Timestamp {
+                seconds: row.occur_us / 1_000_000,
+                nanos: ((row.occur_us % 1_000_000) * 1000) as i32,
+            }),
+            reason: row.reason.to_owned(),
+            touchpoint: "bench".to_owned(),
+            source: "bench".to_owned(),
+            attributes: Some(row.attributes),
+            ..Interaction::default()
+        }),
+    }
+}
+
+/// A row in COPY's text format, as the service stores it.
+fn copy_line(out: &mut String, row: &Row, now_us: i64) {
+    let attributes: String =
+        row.attributes
+            .encode_to_vec()
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
+    let _ = writeln!(
+        out,
+        "{TENANT}\t{}\t{c}\t{c}\t{c}\t{}\t{}\t{}\t{}\t{now_us}\t\tbench\t{}\t\t\t\tbench\t\\\\x{attributes}\t{}",
+        row.id,
+        row.channel as i32,
+        row.direction as i32,
+        row.r#type,
+        row.occur_us,
+        row.reason,
+        row.occur_us ^ 0x5bd1_e995,
+        c = row.customer,
+    );
+}
+
+/// Rows COPY writes per statement.
+const COPY_CHUNK: usize = 10_000;
+
+/// COPYs rows (from `first`) into the service's table for `duration`; returns rows written.
+async fn copy_rows(
+    url: &str,
+    prefix: &str,
+    first: usize,
+    rows: Option<usize>,
+    duration: Duration,
+    customer: Option<&str>,
+) -> Result<(usize, Duration), BenchError> {
+    let mut connection = PgConnection::connect(url).await.map_err(setup_error)?;
+    let start = Instant::now();
+    let mut written = 0;
+    let now_us = chrono_now_us();
+    while rows.map_or(start.elapsed() < duration, |rows| written < rows) {
+        let chunk = rows.map_or(COPY_CHUNK, |rows| COPY_CHUNK.min(rows - written));
+        let mut text = String::with_capacity(chunk * 200);
+        for i in first + written..first + written + chunk {
+            copy_line(&mut text, &row(prefix, i, customer), now_us);
+        }
+        let mut copy = connection
+            .copy_in_raw(&format!(
+                "COPY interaction.interaction_interactions ({COLUMNS}) FROM STDIN"
+            ))
+            .await
+            .map_err(setup_error)?;
+        copy.send(text.as_bytes()).await.map_err(setup_error)?;
+        copy.finish().await.map_err(setup_error)?;
+        written += chunk;
+    }
+    Ok((written, start.elapsed()))
+}
+
+fn chrono_now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Streams batches on `streams` streams for `duration`; returns interactions acknowledged as
+/// stored and the time taken until the last acknowledgement.
+async fn stream_ingest(
+    endpoint: &Endpoint,
+    streams: usize,
+    duration: Duration,
+) -> Result<(u64, Duration), BenchError> {
+    let stored = Arc::new(AtomicU64::new(0));
+    let bearer = bearer()?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for stream in 0..streams {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| BenchError::Connect {
+                endpoint: endpoint.uri().to_string(),
+                source,
+            })?;
+        let (stored, bearer) = (stored.clone(), bearer.clone());
+        tasks.push(tokio::spawn(async move {
+            let (sender, receiver) = mpsc::channel(IN_FLIGHT);
+            let mut call = tonic::Request::new(ReceiverStream::new(receiver));
+            call.metadata_mut().insert("authorization", bearer);
+            let feeder = tokio::spawn(async move {
+                let mut sequence = 0i64;
+                while start.elapsed() < duration {
+                    sequence += 1;
+                    let first = (stream * 1_000_000_000) + (sequence as usize - 1) * BATCH;
+                    let batch = RecordInteractionsRequest {
+                        sequence,
+                        requests: (first..first + BATCH)
+                            .map(|i| request(row("ingest", i, None)))
+                            .collect(),
+                    };
+                    if sender.send(batch).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut acks = InteractionServiceClient::new(channel)
+                .max_decoding_message_size(16 << 20)
+                .record_interactions(call)
+                .await?
+                .into_inner();
+            while let Some(ack) = acks.message().await? {
+                stored.fetch_add(
+                    u64::from(ack.stored_count.unsigned_abs()),
+                    Ordering::Relaxed,
+                );
+                if !ack.rejected.is_empty() {
+                    return Err(Status::internal("the benchmark's items were rejected"));
+                }
+            }
+            feeder.abort();
+            Ok::<(), Status>(())
+        }));
+    }
+    for task in tasks {
+        task.await?
+            .map_err(|status| BenchError::Setup(status.to_string()))?;
+    }
+    Ok((stored.load(Ordering::Relaxed), start.elapsed()))
+}
+
+/// Runs `interaction-ingest`: COPY baseline and streaming ingest on PostgreSQL, then streaming
+/// ingest on SQLite; prints a table.
+pub async fn ingest(config: &LoadConfig) -> Result<(), BenchError> {
+    let streams = config.connections.max(1);
+    let mut lines = Vec::new();
+    for database in [BenchDatabase::postgres().await?, BenchDatabase::sqlite()?] {
+        let url = database.url();
+        let (endpoint, stop) = start_server(&url).await?;
+        let baseline = if matches!(database, BenchDatabase::Postgres { .. }) {
+            // Warm the table and caches as the ingest's warm-up does.
+            copy_rows(&url, "warm", 0, Some(COPY_CHUNK), config.duration, None).await?;
+            let (rows, took) = copy_rows(&url, "copy", 0, None, config.duration, None).await?;
+            Some(rows as f64 / took.as_secs_f64())
+        } else {
+            None
+        };
+        stream_ingest(&endpoint, streams, config.warmup).await?;
+        let (stored, took) = stream_ingest(&endpoint, streams, config.duration).await?;
+        let rate = stored as f64 / took.as_secs_f64();
+        lines.push(format!(
+            "| {} | {streams} | {:.0} | {} | {} |",
+            database.label(),
+            rate,
+            baseline.map_or("n/a".to_owned(), |b| format!("{b:.0}")),
+            baseline.map_or("n/a".to_owned(), |b| format!("{:.2}", rate / b)),
+        ));
+        drop(stop);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        database.drop_now().await;
+    }
+    println!(
+        "interaction-ingest: RecordInteractions, batches of {BATCH}, {IN_FLIGHT} in flight per stream\n"
+    );
+    println!(
+        "| database | streams | interactions/s | COPY rows/s (same rows, same table) | ratio to COPY |"
+    );
+    println!("|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    println!();
+    Ok(())
+}
+
+fn timeline_rows() -> usize {
+    std::env::var("THROUGHLINE_BENCH_TIMELINE_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+const HEAVY_CUSTOMER: &str = "profiles/heavy";
+
+/// Seeds `rows` interactions of one customer (plus others') into SQLite, in transactions of
+/// many multi-row inserts.
+async fn seed_sqlite(db: &DatabaseConnection, rows: usize) -> Result<(), BenchError> {
+    let now_us = chrono_now_us();
+    let chunk = 500;
+    let mut i = 0;
+    while i < rows {
+        let transaction = sea_orm::TransactionTrait::begin(db)
+            .await
+            .map_err(setup_error)?;
+        for _ in 0..40 {
+            if i >= rows {
+                break;
+            }
+            let end = (i + chunk).min(rows);
+            let mut sql = format!("INSERT INTO interaction_interactions ({COLUMNS}) VALUES ");
+            for n in i..end {
+                let customer = if n.is_multiple_of(10) {
+                    None
+                } else {
+                    Some(HEAVY_CUSTOMER)
+                };
+                let row = row("seed", n, customer);
+                if n > i {
+                    sql.push_str(", ");
+                }
+                let _ = write!(
+                    sql,
+                    "('{TENANT}', '{}', '{c}', '{c}', '{c}', {}, {}, '{}', {}, {now_us}, '', 'bench', '{}', '', '', '', 'bench', NULL, {})",
+                    row.id,
+                    row.channel as i32,
+                    row.direction as i32,
+                    row.r#type,
+                    row.occur_us,
+                    row.reason,
+                    n,
+                    c = row.customer,
+                );
+            }
+            transaction
+                .execute_unprepared(&sql)
+                .await
+                .map_err(setup_error)?;
+            i = end;
+        }
+        transaction.commit().await.map_err(setup_error)?;
+    }
+    db.execute_raw(Statement::from_string(db.get_database_backend(), "ANALYZE"))
+        .await
+        .map_err(setup_error)?;
+    Ok(())
+}
+
+async fn start_timeline(postgres: bool) -> Result<Target, BenchError> {
+    let rows = timeline_rows();
+    let database = if postgres {
+        BenchDatabase::postgres().await?
+    } else {
+        BenchDatabase::sqlite()?
+    };
+    let url = database.url();
+    let (endpoint, stop) = start_server(&url).await?;
+    let seeding = Instant::now();
+    if postgres {
+        // Nine in ten rows are the one customer's; the rest spread over others.
+        let heavy = rows - rows / 10;
+        copy_rows(
+            &url,
+            "seed",
+            0,
+            Some(heavy),
+            Duration::ZERO,
+            Some(HEAVY_CUSTOMER),
+        )
+        .await?;
+        copy_rows(&url, "other", 0, Some(rows / 10), Duration::ZERO, None).await?;
+        let db = Database::connect(url.as_str()).await.map_err(setup_error)?;
+        db.execute_unprepared("ANALYZE interaction.interaction_interactions")
+            .await
+            .map_err(setup_error)?;
+    } else {
+        let config = throughline_runtime::db::DatabaseOptions {
+            url: url.clone(),
+            max_connections: 1,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(10),
+            migrate_on_start: false,
+        };
+        let db = throughline_runtime::db::connect(&config, "interaction")
+            .await
+            .map_err(setup_error)?;
+        seed_sqlite(&db, rows).await?;
+    }
+    eprintln!(
+        "seeded {rows} interactions ({} of one customer) on {} in {:.1} s",
+        rows - rows / 10,
+        database.label(),
+        seeding.elapsed().as_secs_f64()
+    );
+    Ok(Target::in_process(
+        endpoint,
+        TimelineGuard(Some(stop), Some(database)),
+    ))
+}
+
+/// Stops the server, then drops its database.
+struct TimelineGuard(Option<oneshot::Sender<()>>, Option<BenchDatabase>);
+
+impl Drop for TimelineGuard {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        if let Some(database) = self.1.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                database.drop_now().await;
+            });
+        }
+    }
+}
+
+fn timeline_call(
+    bearer: MetadataValue<tonic::metadata::Ascii>,
+) -> impl Fn(GrpcChannel, u64) -> crate::CallFuture + Send + Sync + 'static {
+    move |channel, _seq| {
+        let bearer = bearer.clone();
+        Box::pin(async move {
+            let mut request = tonic::Request::new(ListInteractionsRequest {
+                customer: Some(CustomerRef {
+                    customer: Some(Customer::Profile(HEAVY_CUSTOMER.to_owned())),
+                }),
+                page_size: 20,
+                ..Default::default()
+            });
+            request.metadata_mut().insert("authorization", bearer);
+            let page = InteractionServiceClient::new(channel)
+                .list_interactions(request)
+                .await?
+                .into_inner();
+            if page.interactions.len() == 20 {
+                Ok(())
+            } else {
+                Err(Status::internal("a short timeline page"))
+            }
+        })
+    }
+}
+
+/// `interaction-timeline`: a page of 20 of one heavy customer's timeline on PostgreSQL.
+pub fn timeline_scenario() -> Scenario {
+    timeline(true)
+}
+
+/// `interaction-timeline-sqlite`: the same on SQLite.
+pub fn timeline_sqlite_scenario() -> Scenario {
+    timeline(false)
+}
+
+fn timeline(postgres: bool) -> Scenario {
+    let bearer = bearer().unwrap_or_else(|_| MetadataValue::from_static(""));
+    let name = if postgres {
+        "interaction-timeline"
+    } else {
+        "interaction-timeline-sqlite"
+    };
+    Scenario::new(
+        name,
+        move || start_timeline(postgres),
+        timeline_call(bearer),
+    )
+    .with_description(format!(
+        "ListInteractions, page of 20 of one customer among {} stored interactions on {}",
+        timeline_rows(),
+        if postgres { "PostgreSQL" } else { "SQLite" }
+    ))
+}
