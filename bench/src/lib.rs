@@ -8,9 +8,9 @@
 
 pub mod echo;
 mod error;
-pub mod interaction;
 pub mod load;
 pub mod memory;
+pub mod profile;
 pub mod report;
 pub mod scenario;
 pub mod stack;

@@ -525,3 +525,54 @@ on_both_databases!(
         assert_eq!(shared.identifiers.len(), callers + 1);
     }
 );
+
+on_both_databases!(
+    erasing_a_merged_customer_erases_every_part,
+    |db: TestDatabase| async move {
+        let profiles = Profiles::start(db).await;
+        let mut client = profiles.client.clone();
+        let (a, b) = two_customers(&mut client).await;
+        merge(&mut client, &b.name, &a.name).await;
+        // Naming the merged-away profile erases the customer it is now part of.
+        let erased = client
+            .erase_profile(EraseProfileRequest {
+                name: b.name.clone(),
+                reason: "ticket 9".into(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(erased.profile.unwrap().name, a.name);
+        assert_eq!(erased.erased_profiles, vec![b.name.clone()]);
+        for name in [&a.name, &b.name] {
+            let profile = get(&mut client, name).await;
+            assert_eq!(profile.state, ProfileState::Erased as i32);
+            assert!(profile.identifiers.is_empty() && profile.attributes.is_empty());
+            assert!(profile.consents.is_empty() && profile.email.is_empty());
+        }
+        let history = client
+            .list_merge_events(ListMergeEventsRequest {
+                profile: a.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            history.merge_events.is_empty(),
+            "merge history holds personal data"
+        );
+        let events = profiles
+            .events_when(|events| events.iter().any(|e| e.r#type == "profile.erased"))
+            .await;
+        let erased_event = events
+            .iter()
+            .find(|e| e.r#type == "profile.erased")
+            .unwrap();
+        assert_eq!(erased_event.subject, a.name);
+        // The identifiers are free again: the same email makes a new customer.
+        let fresh = resolve(&mut client, vec![email("b@example.com")]).await;
+        assert_eq!(fresh.outcome, ResolutionOutcome::Created as i32);
+    }
+);

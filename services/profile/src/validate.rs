@@ -340,3 +340,54 @@ pub fn page_size(size: i32, default: u64, max: u64) -> Result<u64> {
         size => Ok((size as u64).min(max)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn attribute_keys_are_lower_snake_case() {
+        for good in ["tier", "lifetime_value", "a1"] {
+            assert!(is_attribute_key(good), "{good}");
+        }
+        for bad in ["", "Tier", "1a", "bad-key", "a.b", &"x".repeat(65)] {
+            assert!(!is_attribute_key(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn language_tags() {
+        for good in ["en", "en-GB", "zh-Hant-TW", "es-419"] {
+            assert!(is_language_tag(good), "{good}");
+        }
+        for bad in ["", "e", "english language", "en_GB", "en-"] {
+            assert!(!is_language_tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks_name_the_fields_that_changed() {
+        let mut current = Profile {
+            given_name: "Ada".into(),
+            ..Default::default()
+        };
+        let update = Profile {
+            given_name: "Augusta".into(),
+            preferences: Some(Preferences {
+                time_zone: "Europe/London".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let changed = apply_mask(
+            &mut current,
+            &update,
+            &["given_name".into(), "preferences.time_zone".into()],
+        )
+        .unwrap();
+        assert_eq!(changed, ["given_name", "preferences.time_zone"]);
+        assert!(apply_mask(&mut current, &update, &["name".into()]).is_err());
+        assert!(apply_mask(&mut current, &update, &[]).is_err());
+    }
+}

@@ -44,7 +44,18 @@ impl Api {
             work!(|tx| {
                 let (tenant, id) = (tenant.clone(), id.clone());
                 async move {
-                    let row = store::require_profile(tx, &tenant, &id, true).await?;
+                    // A merged profile is part of the customer it was merged into: erasing
+                    // it erases that customer (and every profile merged into them).
+                    let mut row = store::require_profile(tx, &tenant, &id, true).await?;
+                    for _ in 0..16 {
+                        match row.merged_into.clone() {
+                            Some(next) => {
+                                row = store::require_profile(tx, &tenant, &next, true).await?
+                            }
+                            None => break,
+                        }
+                    }
+                    let id = row.id.clone();
                     let already = row.state == ProfileState::Erased as i32;
                     let erased = privacy::erase(tx, &row).await?;
                     if !already {

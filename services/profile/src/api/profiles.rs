@@ -270,6 +270,13 @@ impl Api {
                 .await
                 .map_err(Error::from)?;
             let exhausted = rows.len() as u64 <= page_size;
+            // The filter reads a profile's data and identifiers: one query for the page.
+            let identifiers = match &program {
+                Some(_) => {
+                    segments::identifiers_of(db, tenant, rows.iter().map(|r| r.id.clone())).await?
+                }
+                None => Default::default(),
+            };
             for row in rows {
                 if profiles.len() as u64 == page_size {
                     next = after.clone();
@@ -277,16 +284,18 @@ impl Api {
                 }
                 after = Some((row.created_us, row.id.clone()));
                 scanned += 1;
-                let assembled = store::assemble(db, &row).await?;
                 let keep = match &program {
                     None => true,
                     Some(program) => {
-                        let keys = store::identifiers(db, tenant, &row.id).await?;
-                        segments::matches(program, &segments::value(&assembled, &keys))
+                        let mut data = store::decode_data(&row.data)?;
+                        data.name = store::profile_name(&row.id);
+                        data.state = row.state;
+                        let keys = identifiers.get(&row.id).map(Vec::as_slice).unwrap_or(&[]);
+                        segments::matches(program, &segments::value(&data, keys))
                     }
                 };
                 if keep {
-                    profiles.push(assembled);
+                    profiles.push(store::assemble(db, &row).await?);
                 }
                 if scanned >= SCAN {
                     next = after.clone();
