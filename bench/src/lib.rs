@@ -8,6 +8,7 @@
 
 pub mod echo;
 mod error;
+pub mod interaction;
 pub mod load;
 pub mod memory;
 pub mod profile;

@@ -5,7 +5,8 @@ use std::{num::NonZeroUsize, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 use throughline_bench::{
-    LoadConfig, Report, Scenario, echo::echo_scenario, profile, stack::stack_health_scenario,
+    LoadConfig, Report, Scenario, echo::echo_scenario, interaction, profile,
+    stack::stack_health_scenario,
 };
 
 #[derive(Debug, Parser)]
@@ -50,6 +51,12 @@ enum ScenarioName {
     Echo,
     /// Throughline's server stack answering health checks, all five services in this process.
     StackHealth,
+    /// Streaming ingest of interactions on PostgreSQL (against a raw COPY) and SQLite.
+    InteractionIngest,
+    /// A page of one customer's timeline among many stored interactions, PostgreSQL.
+    InteractionTimeline,
+    /// The same on SQLite.
+    InteractionTimelineSqlite,
     /// GetProfile on PostgreSQL with `--profiles` seeded profiles.
     ProfileGet,
     /// ResolveIdentity of a known email on PostgreSQL.
@@ -63,6 +70,10 @@ impl ScenarioName {
         match self {
             Self::Echo => echo_scenario(args.payload_bytes),
             Self::StackHealth => stack_health_scenario(),
+            // Measured by its own loop (see `run`); not a closed-loop scenario.
+            Self::InteractionIngest => unreachable!("interaction-ingest runs on its own"),
+            Self::InteractionTimeline => interaction::timeline_scenario(),
+            Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
             Self::ProfileResolve => profile::profile_resolve_scenario(args.profiles),
             Self::ProfileCheckConsent => profile::profile_check_consent_scenario(args.profiles),
@@ -117,6 +128,15 @@ async fn run(args: &Args, cores: usize) -> Result<(), throughline_bench::BenchEr
 
     let mut results = Vec::with_capacity(selected.len());
     for name in selected {
+        if name == ScenarioName::InteractionIngest {
+            eprintln!(
+                "running interaction-ingest ({} streams, {} measured per database)",
+                config.connections,
+                humantime::format_duration(config.duration)
+            );
+            interaction::ingest(&config).await?;
+            continue;
+        }
         let scenario = name.build(args);
         eprintln!(
             "running {} ({} callers over {} connections, {} warm-up + {} measured)",
