@@ -557,3 +557,61 @@ on_both_databases!(
         suite.stop().await;
     }
 );
+
+on_both_databases!(
+    concurrent_writers_store_each_id_once,
+    |test_db: TestDatabase| async move {
+        let suite = TestSuite::start(&["interaction"], &test_db).await;
+        let client = client(&suite, "acme").await;
+        // Eight callers record the same 200 interactions at once, half by batch, half by stream.
+        let calls = (0..8).map(|caller| {
+            let mut client = client.clone();
+            async move {
+                let requests: Vec<_> = (0..200)
+                    .map(|i| {
+                        item(
+                            &format!("same-{i}"),
+                            profile(&format!("c{}", i % 3)),
+                            Channel::Web,
+                            i,
+                        )
+                    })
+                    .collect();
+                if caller % 2 == 0 {
+                    let response = client
+                        .batch_record_interactions(BatchRecordInteractionsRequest { requests })
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    (200 - response.duplicate_count, response.duplicate_count)
+                } else {
+                    let acks = client
+                        .record_interactions(tokio_stream::iter([RecordInteractionsRequest {
+                            sequence: 1,
+                            requests,
+                        }]))
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .collect_acks()
+                        .await;
+                    (acks[0].stored_count, acks[0].duplicate_count)
+                }
+            }
+        });
+        let outcomes = futures::future::join_all(calls).await;
+        let stored: i32 = outcomes.iter().map(|(stored, _)| stored).sum();
+        let duplicates: i32 = outcomes.iter().map(|(_, duplicates)| duplicates).sum();
+        assert_eq!((stored, duplicates), (200, 1400));
+        assert_eq!(
+            count(&test_db, "SELECT COUNT(*) FROM interaction_interactions").await,
+            200
+        );
+        assert_eq!(
+            count(&test_db, "SELECT COUNT(*) FROM interaction_outbox").await,
+            200,
+            "one event per interaction"
+        );
+        suite.stop().await;
+    }
+);

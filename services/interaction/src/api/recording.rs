@@ -10,7 +10,6 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::TransactionTrait;
 use throughline_proto::interaction::v1::{
     BatchRecordInteractionsRequest, BatchRecordInteractionsResponse, RecordInteractionRequest,
     RecordInteractionResponse, RecordInteractionsRequest, RecordInteractionsResponse,
@@ -24,6 +23,7 @@ use tonic::{Status, Streaming};
 use super::{AckStream, Api};
 use crate::customer::CustomerKey;
 use crate::store::record::{Outcome, record};
+use crate::store::write_transaction;
 use crate::time::now_us;
 use crate::validate::{self, MAX_BATCH, NewInteraction};
 
@@ -69,7 +69,7 @@ impl Api {
         })?;
         let items = [item];
         let profiles = self.resolve(tenant, &items).await?;
-        let transaction = self.service.db.begin().await?;
+        let transaction = write_transaction(&self.service.db).await?;
         let outcome = record(&transaction, tenant, &items, &profiles, true)
             .await?
             .into_iter()
@@ -118,7 +118,7 @@ impl Api {
             return Err(Error::InvalidArgument(violations));
         }
         let profiles = self.resolve(tenant, &items).await?;
-        let transaction = self.service.db.begin().await?;
+        let transaction = write_transaction(&self.service.db).await?;
         let outcomes = record(&transaction, tenant, &items, &profiles, true).await?;
         let mut interactions = Vec::with_capacity(count);
         let mut duplicate_count = 0;
@@ -227,7 +227,7 @@ impl Api {
         let mut duplicate_count = 0;
         if !items.is_empty() {
             let profiles = self.resolve(tenant, &items).await?;
-            let transaction = self.service.db.begin().await?;
+            let transaction = write_transaction(&self.service.db).await?;
             let outcomes = record(&transaction, tenant, &items, &profiles, false).await?;
             transaction.commit().await?;
             for (position, outcome) in outcomes.into_iter().enumerate() {

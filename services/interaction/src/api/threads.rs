@@ -2,7 +2,6 @@
 //! replayed to retries (24 hours), the same key with a different request is INVALID_ARGUMENT.
 
 use futures::FutureExt;
-use sea_orm::TransactionTrait;
 use throughline_proto::interaction::v1::{
     CreateThreadRequest, CreateThreadResponse, GetThreadRequest, GetThreadResponse,
     ListThreadsRequest, ListThreadsResponse, ReopenThreadRequest, ReopenThreadResponse,
@@ -120,7 +119,7 @@ impl Api {
     {
         let db = &self.service.db;
         if request_id.is_empty() {
-            let transaction = db.begin().await?;
+            let transaction = crate::store::write_transaction(db).await?;
             let response = work(&transaction).await?;
             transaction.commit().await?;
             return Ok(response);
