@@ -93,13 +93,32 @@ impl Api {
             Some(Customer::Identifier(identifier)) => {
                 let key = identity::normalise(&identifier, "customer.identifier", &mut violations);
                 violations.into_result()?;
-                match key {
-                    Some(key) => store::holders(db, &caller.tenant, std::slice::from_ref(&key))
-                        .await?
-                        .into_values()
-                        .next(),
-                    None => None,
-                }
+                let Some(key) = key else {
+                    return Err(Error::invalid("customer.identifier", "invalid").into());
+                };
+                // The fast path: identifier, profile and newest decision in one query.
+                let found = store::consent_by_identifier(
+                    db,
+                    &caller.tenant,
+                    &key,
+                    request.channel,
+                    request.purpose,
+                )
+                .await?;
+                return Ok(match found {
+                    None => CheckConsentResponse {
+                        status: ConsentStatus::Unknown as i32,
+                        consent: None,
+                        profile: String::new(),
+                    },
+                    Some((holder, current)) => CheckConsentResponse {
+                        status: current
+                            .as_ref()
+                            .map_or(ConsentStatus::Unknown as i32, |r| r.status),
+                        consent: current.as_ref().map(store::consent_proto),
+                        profile: store::profile_name(&holder),
+                    },
+                });
             }
         };
         let Some(profile_id) = profile_id else {

@@ -235,14 +235,12 @@ impl Api {
 
         // The fast path of a known customer: every identifier already on one profile, nothing
         // to write. A call with a request_id takes the recorded path so a retry replays.
-        if request.request_id.is_empty() {
+        if request.request_id.is_empty() && !request.lookup_only {
             let db = &self.service.db;
-            let holders = store::holders(db, &caller.tenant, &keys).await?;
-            let mut ids = holders.values();
-            if holders.len() == keys.len()
-                && let Some(first) = ids.next()
-                && ids.all(|id| id == first)
-                && let Some(row) = store::find_profile(db, &caller.tenant, first).await?
+            let holders = store::holder_profiles(db, &caller.tenant, &keys).await?;
+            if holders.len() == 1
+                && let Some((held, row)) = holders.into_values().next()
+                && held == keys.len()
                 && row.state == ProfileState::Active as i32
             {
                 return Ok(ResolveIdentityResponse {

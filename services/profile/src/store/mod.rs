@@ -2,6 +2,7 @@
 //! another tenant is never read, so a name from another tenant is simply not found.
 
 mod entities;
+mod reads;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use sea_orm::{
 use throughline_proto::profile::v1::{Consent, Profile, ProfileState};
 
 pub use entities::{consent, identifier, member, merge_event, profile, segment};
+pub use reads::{consent_by_identifier, holder_profiles};
 
 use crate::error::{Error, Result};
 use crate::identity::Key;
@@ -297,26 +299,6 @@ pub async fn remove_identifiers<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The current consent of each (channel, purpose) of a profile: its newest decision.
-pub async fn current_consents<C: ConnectionTrait>(
-    c: &C,
-    tenant: &str,
-    id: &str,
-) -> Result<Vec<consent::Model>> {
-    let rows = consent::Entity::find()
-        .filter(consent::Column::Tenant.eq(tenant))
-        .filter(consent::Column::ProfileId.eq(id))
-        .order_by_desc(consent::Column::EffectiveUs)
-        .order_by_desc(consent::Column::Id)
-        .all(c)
-        .await?;
-    let mut current: BTreeMap<(i32, i32), consent::Model> = BTreeMap::new();
-    for row in rows {
-        current.entry((row.channel, row.purpose)).or_insert(row);
-    }
-    Ok(current.into_values().collect())
-}
-
 pub fn consent_proto(row: &consent::Model) -> Consent {
     Consent {
         channel: row.channel,
@@ -344,9 +326,11 @@ pub async fn segments_of<C: ConnectionTrait>(
         .await?)
 }
 
-/// The profile as callers see it: its row, identifiers, current consents and segments.
+/// The profile as callers see it: its row, identifiers, current consents and segments
+/// (two queries: the row, then everything it holds).
 pub async fn assemble<C: ConnectionTrait>(c: &C, row: &profile::Model) -> Result<Profile> {
     let mut profile = decode_data(&row.data)?;
+    let children = reads::children(c, &row.tenant, &row.id).await?;
     profile.name = profile_name(&row.id);
     profile.state = row.state;
     profile.merged_into = row
@@ -354,20 +338,12 @@ pub async fn assemble<C: ConnectionTrait>(c: &C, row: &profile::Model) -> Result
         .as_deref()
         .map(profile_name)
         .unwrap_or_default();
-    profile.identifiers = identifiers(c, &row.tenant, &row.id)
-        .await?
+    profile.identifiers = children.identifiers.iter().map(Key::to_proto).collect();
+    profile.consents = children.consents.iter().map(consent_proto).collect();
+    profile.segments = children
+        .segments
         .iter()
-        .map(Key::to_proto)
-        .collect();
-    profile.consents = current_consents(c, &row.tenant, &row.id)
-        .await?
-        .iter()
-        .map(consent_proto)
-        .collect();
-    profile.segments = segments_of(c, &row.tenant, &row.id)
-        .await?
-        .into_iter()
-        .map(|m| format!("{SEGMENTS}{}", m.segment_id))
+        .map(|(segment, _)| format!("{SEGMENTS}{segment}"))
         .collect();
     profile.create_time = Some(timestamp(row.created_us));
     profile.update_time = Some(timestamp(row.updated_us));
