@@ -34,6 +34,12 @@ pub enum Error {
     InvalidArgument(Vec<FieldViolation>),
     #[error("{0} not found")]
     NotFound(String),
+    /// Not found for a reason a client can act on (e.g. `SOURCE_NOT_SERVED`).
+    #[error("not found: {message}")]
+    NotFoundBecause {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0} already exists")]
     AlreadyExists(String),
     /// The request is valid but the system is not in a state to act on it; `reason` is the
@@ -84,7 +90,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
-            Self::NotFound(_) => Code::NotFound,
+            Self::NotFound(_) | Self::NotFoundBecause { .. } => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::FailedPrecondition { .. } => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
@@ -102,6 +108,7 @@ impl Error {
         match self {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::NotFound(_) => "NOT_FOUND",
+            Self::NotFoundBecause { reason, .. } => reason,
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::FailedPrecondition { reason, .. } => reason,
             Self::Aborted(_) => "CONCURRENT_REQUEST",

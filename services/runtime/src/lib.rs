@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod migration;
+pub mod peers;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use throughline_runtime::auth::Authenticator;
 use throughline_runtime::config::ConfigError;
 use throughline_runtime::db::Databases;
+use throughline_runtime::peers::{Peers, ServiceCredential};
 use throughline_runtime::server::{GrpcServer, ServeError};
 use tokio::net::TcpListener;
 
@@ -72,6 +73,11 @@ pub async fn build_server(config: &Config) -> Result<GrpcServer, Error> {
     let authenticator = Arc::new(Authenticator::new(&config.auth)?);
     let mut server = GrpcServer::new(config.server.clone(), authenticator);
     server.set_events_options(config.events.clone());
+    server.set_peers(Peers::new(
+        config.endpoints.by_service(),
+        config.server.services.clone(),
+        ServiceCredential::from_options(&config.auth),
+    ));
     let databases = Databases::new(config.database.clone());
     for entry in selected(&config.server.services)? {
         let db = connect(&databases, config, entry, config.database.migrate_on_start).await?;

@@ -22,6 +22,52 @@ pub const ALL_SERVICES: [&str; 5] = [
     SERVICES[4].name,
 ];
 
+/// `[endpoints]`: where the services this process does not host run (`http://host:port` or
+/// `https://…`); empty when not deployed. Services hosted here are reached in-process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    #[serde(default, deserialize_with = "config::empty_as_none")]
+    pub profile: Option<String>,
+    #[serde(default, deserialize_with = "config::empty_as_none")]
+    pub interaction: Option<String>,
+    #[serde(default, deserialize_with = "config::empty_as_none")]
+    pub feedback: Option<String>,
+    #[serde(default, deserialize_with = "config::empty_as_none")]
+    pub orchestration: Option<String>,
+    #[serde(default, deserialize_with = "config::empty_as_none")]
+    pub distribution: Option<String>,
+}
+
+impl Endpoints {
+    /// The configured endpoints by service name.
+    pub fn by_service(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("profile", &self.profile),
+            ("interaction", &self.interaction),
+            ("feedback", &self.feedback),
+            ("orchestration", &self.orchestration),
+            ("distribution", &self.distribution),
+        ]
+        .into_iter()
+        .filter_map(|(name, endpoint)| Some((name.to_owned(), endpoint.clone()?)))
+        .collect()
+    }
+}
+
+impl Validate for Endpoints {
+    fn validate(&self, prefix: &str) -> Vec<String> {
+        self.by_service()
+            .into_iter()
+            .filter(|(_, endpoint)| {
+                !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                    || endpoint.parse::<http::Uri>().is_err()
+            })
+            .map(|(name, _)| format!("{prefix}.{name}: must be an http:// or https:// URL"))
+            .collect()
+    }
+}
+
 /// Configuration keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 2] = ["server.services", "auth.public_key_files"];
 
@@ -33,6 +79,7 @@ pub struct Config {
     pub database: DatabaseOptions,
     pub events: EventsOptions,
     pub auth: AuthOptions,
+    pub endpoints: Endpoints,
     pub profile: throughline_profile::Options,
     pub interaction: throughline_interaction::Options,
     pub feedback: throughline_feedback::Options,
@@ -63,6 +110,7 @@ impl Config {
         problems.extend(self.database.validate("database"));
         problems.extend(self.events.validate("events"));
         problems.extend(self.auth.validate("auth"));
+        problems.extend(self.endpoints.validate("endpoints"));
         config::check(problems)
     }
 

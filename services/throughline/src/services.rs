@@ -4,6 +4,7 @@
 use futures::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DbErr};
 use throughline_runtime::db::migrate;
+use throughline_runtime::events::{Consumer, Subscription};
 use throughline_runtime::server::GrpcServer;
 
 use crate::config::Config;
@@ -15,7 +16,8 @@ pub struct ServiceEntry {
     pub migrate: for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<(), DbErr>>,
     /// The service's own `database_url`, when configured.
     pub database_url: fn(&Config) -> Option<&str>,
-    /// Adds the service's gRPC server, built on `db` with its options from `config`.
+    /// Adds the service's gRPC server, built on `db` with its options from `config`, and the
+    /// subscriptions to other services' events it keeps.
     pub register: fn(&mut GrpcServer, DatabaseConnection, &Config),
 }
 
@@ -35,6 +37,17 @@ pub const SERVICES: [ServiceEntry; 5] = [
         migrate: |db| Box::pin(migrate::<throughline_interaction::Migrator>(db)),
         database_url: |config| config.interaction.database_url.as_deref(),
         register: |server, db, config| {
+            // Merges, unmerges and erasures reshape timelines.
+            server.add_subscription(Subscription {
+                consumer: Consumer::new(
+                    throughline_interaction::NAME,
+                    throughline_interaction::PROFILE_EVENTS_CONSUMER,
+                    db.clone(),
+                ),
+                source: throughline_interaction::PROFILE_EVENTS_SOURCE.to_owned(),
+                event_types: throughline_interaction::profile_event_types(),
+                handler: throughline_interaction::profile_events_handler(),
+            });
             server.add_service(
                 throughline_interaction::Service::new(db, config.interaction.clone()).grpc(),
             );

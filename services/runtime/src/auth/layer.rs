@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use super::Authenticator;
+use super::{Authenticator, PLATFORM_ACT, Principal, TENANT_HEADER};
 use crate::error::Error;
 
 /// Services anyone may call: Kubernetes probes and tooling (grpcurl, buf curl) need them
@@ -69,10 +69,16 @@ where
         {
             return self.inner.call(request).boxed();
         }
-        let principal = match self.authenticator.authenticate(request.headers()) {
+        let mut principal = match self.authenticator.authenticate(request.headers()) {
             Ok(principal) => principal,
             Err(error) => return refuse(error),
         };
+        if let Some(tenant) = request.headers().get(TENANT_HEADER) {
+            match act_for(&principal, tenant) {
+                Ok(tenant) => principal.tenant = tenant,
+                Err(error) => return refuse(error),
+            }
+        }
         // An RPC without a declared scope cannot be authorised: refuse rather than guess.
         let Some(required) = throughline_proto::required_scope(path) else {
             return refuse(Error::PermissionDenied(format!(
@@ -87,6 +93,20 @@ where
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         request.extensions_mut().insert(principal);
         self.inner.call(request).boxed()
+    }
+}
+
+/// The tenant a platform caller acts for; anyone else naming a tenant is refused, so a
+/// tenant's token can never reach another tenant by adding a header.
+fn act_for(principal: &Principal, tenant: &http::HeaderValue) -> Result<String, Error> {
+    if !principal.has_scope(PLATFORM_ACT) {
+        return Err(Error::PermissionDenied(format!(
+            "{TENANT_HEADER} requires the scope {PLATFORM_ACT}"
+        )));
+    }
+    match tenant.to_str() {
+        Ok(tenant) if !tenant.trim().is_empty() => Ok(tenant.to_owned()),
+        _ => Err(Error::invalid(TENANT_HEADER, "must name a tenant")),
     }
 }
 

@@ -18,6 +18,14 @@ pub use credentials::Authenticator;
 pub use layer::AuthLayer;
 pub use token::{Claims, issue_token};
 
+/// Reads every tenant's events: what a service consuming another's event log holds.
+pub const PLATFORM_EVENTS: &str = "platform:events";
+/// Acts for the tenant named in [`TENANT_HEADER`]: what a service calling another on a
+/// tenant's behalf (a journey sending a message, say) holds.
+pub const PLATFORM_ACT: &str = "platform:act";
+/// The tenant a [`PLATFORM_ACT`] caller acts for.
+pub const TENANT_HEADER: &str = "x-throughline-tenant";
+
 /// Who is calling: the tenant every resource of the call belongs to, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -28,12 +36,14 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// `profile:read` is granted by `profile:read`, by `profile:*` and by `*`.
+    /// `profile:read` is granted by `profile:read`, by `profile:*` and by `*`. Platform scopes
+    /// cross tenants, so a tenant's `*` does not grant them: only `platform:…` itself does.
     pub fn has_scope(&self, required: &str) -> bool {
         let area = required.split_once(':').map(|(area, _)| area);
+        let platform = area == Some("platform");
         self.scopes.iter().any(|granted| {
             granted == required
-                || granted == "*"
+                || (granted == "*" && !platform)
                 || granted
                     .strip_suffix(":*")
                     .is_some_and(|granted_area| Some(granted_area) == area)
@@ -70,6 +80,9 @@ pub struct AuthOptions {
     pub leeway_seconds: u64,
     /// Static API keys for small deployments, sent as `x-api-key`.
     pub api_keys: Vec<ApiKey>,
+    /// The bearer token this process presents to other services (with the `platform:events`
+    /// and `platform:act` scopes). Unset with an HS256 secret, the process signs its own.
+    pub service_token: Secret,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +149,15 @@ mod tests {
         assert!(!principal(&["prof:*"]).has_scope("profile:read"));
         assert!(principal(&["*"]).has_scope("distribution:send"));
         assert!(!principal(&[]).has_scope("profile:read"));
+    }
+
+    #[test]
+    fn platform_scopes_are_never_granted_by_a_tenant_wildcard() {
+        assert!(!principal(&["*"]).has_scope(PLATFORM_EVENTS));
+        assert!(!principal(&["*"]).has_scope(PLATFORM_ACT));
+        assert!(principal(&[PLATFORM_EVENTS]).has_scope(PLATFORM_EVENTS));
+        assert!(!principal(&[PLATFORM_EVENTS]).has_scope(PLATFORM_ACT));
+        assert!(principal(&["platform:*"]).has_scope(PLATFORM_ACT));
     }
 
     #[test]

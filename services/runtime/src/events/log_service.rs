@@ -15,13 +15,17 @@ use throughline_proto::event::v1::{CaughtUp, SubscribeRequest, SubscribeResponse
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::outbox::notification_channel;
 use super::{Filter, Outbox, Position};
-use crate::auth::principal;
+use crate::auth::{PLATFORM_EVENTS, principal};
 use crate::error::Error;
+
+/// The ErrorInfo reason of a subscription to a service this process does not host.
+pub const SOURCE_NOT_SERVED: &str = "SOURCE_NOT_SERVED";
 
 /// Rows read per query while catching up.
 const BATCH: u64 = 500;
@@ -76,6 +80,9 @@ impl Drop for Listeners {
 pub struct EventLog {
     producers: Arc<HashMap<String, Producer>>,
     follow: FollowOptions,
+    /// Ends every subscription when the process shuts down, so draining does not wait on
+    /// streams that never end by themselves.
+    stopping: CancellationToken,
     _listeners: Arc<Listeners>,
 }
 
@@ -112,8 +119,15 @@ impl EventLog {
         Self {
             producers: Arc::new(producers),
             follow,
+            stopping: CancellationToken::new(),
             _listeners: Arc::new(listeners),
         }
+    }
+
+    /// Ends the subscriptions when `stopping` is cancelled.
+    pub fn stopping_with(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 }
 
@@ -146,9 +160,10 @@ impl EventLogService for EventLog {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<BoxStream<SubscribeResponse>>, Status> {
-        // Tenant credentials see their own tenant's events; platform identities (reading every
-        // tenant) arrive with the consumers of the events issue.
-        let tenant = principal(&request)?.tenant.clone();
+        // Tenant credentials see their own tenant's events; a service consuming another's
+        // log reads every tenant's.
+        let caller = principal(&request)?;
+        let tenant = (!caller.has_scope(PLATFORM_EVENTS)).then(|| caller.tenant.clone());
         let request = request.into_inner();
         if !sources().any(|source| source == request.source) {
             let known: Vec<_> = sources().collect();
@@ -157,20 +172,29 @@ impl EventLogService for EventLog {
             );
         }
         let Some(producer) = self.producers.get(&request.source).cloned() else {
-            return Err(Error::NotFound(format!(
-                "the {} event log on this server",
-                request.source
-            ))
+            return Err(Error::NotFoundBecause {
+                reason: SOURCE_NOT_SERVED,
+                message: format!(
+                    "the {} event log is not served by this process: subscribe where that service runs",
+                    request.source
+                ),
+            }
             .into());
         };
         let start = Position::decode(&request.from_cursor)?;
         super::check_cursor(&producer.db, &request.source, start).await?;
         let filter = Filter {
-            tenant: Some(tenant),
+            tenant,
             event_types: request.event_types,
         };
         let (sender, receiver) = mpsc::channel(BUFFER);
-        tokio::spawn(follow(producer, start, filter, self.follow, sender));
+        let (stopping, options) = (self.stopping.clone(), self.follow);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = follow(producer, start, filter, options, sender) => {}
+                () = stopping.cancelled() => {}
+            }
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }

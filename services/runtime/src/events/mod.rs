@@ -9,8 +9,10 @@ mod nats_consumer;
 mod outbox;
 mod relay;
 mod retention;
+mod subscription;
 
 pub use consumer::{Applied, Consumer, Handler};
+pub use log_service::SOURCE_NOT_SERVED;
 pub(crate) use log_service::listen;
 pub use log_service::{EventLog, FollowOptions, event_log_server};
 pub use nats::{JetStream, NatsOptions};
@@ -19,6 +21,7 @@ pub use outbox::{Batch, Entry, Filter, Outbox, Position};
 pub use relay::{RELAY_CONSUMER, Relay, Round};
 pub(crate) use retention::watermark_table;
 pub use retention::{CURSOR_EXPIRED, check_cursor, prune, watermark};
+pub use subscription::Subscription;
 
 use std::time::Duration;
 
@@ -89,8 +92,8 @@ impl Validate for EventsOptions {
     }
 }
 
-/// The tasks that keep a process's event logs: pruning and, with the NATS transport,
-/// relaying. Dropping it stops them.
+/// The tasks that keep a process's event logs (pruning and, with the NATS transport,
+/// relaying) and consume other services' events. Dropping it stops them.
 #[derive(Debug, Default)]
 pub struct Background(Vec<tokio::task::JoinHandle<()>>);
 
@@ -102,9 +105,12 @@ impl Drop for Background {
     }
 }
 
-/// Starts the background tasks for `producers` (service name, database).
+/// Starts the background tasks for `producers` (service name, database) and
+/// `subscriptions`.
 pub async fn start_background(
     producers: &[(String, sea_orm::DatabaseConnection)],
+    subscriptions: Vec<Subscription>,
+    peers: &crate::peers::Peers,
     options: &EventsOptions,
 ) -> Result<Background, crate::error::Error> {
     let jetstream = match options.transport {
@@ -136,6 +142,11 @@ pub async fn start_background(
             options.prune_interval,
             relay,
         )));
+    }
+    for subscription in subscriptions {
+        if let Some(task) = subscription.start(jetstream.as_ref(), peers)? {
+            tasks.0.push(task);
+        }
     }
     Ok(tasks)
 }

@@ -35,7 +35,9 @@ use tower::Service;
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Validate;
-use crate::events::{EventLog, EventsOptions, FollowOptions, event_log_server};
+use crate::events::{EventLog, EventsOptions, FollowOptions, Subscription, event_log_server};
+use crate::peers::Peers;
+use tokio_util::sync::CancellationToken;
 
 pub use admission::AdmissionLayer;
 pub use deadline::DeadlineLayer;
@@ -86,6 +88,8 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     service_names: Vec<&'static str>,
     producers: Vec<(String, DatabaseConnection)>,
+    subscriptions: Vec<Subscription>,
+    peers: Peers,
     events: EventsOptions,
 }
 
@@ -105,6 +109,8 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             producers: Vec::new(),
+            subscriptions: Vec::new(),
+            peers: Peers::default(),
             events: EventsOptions::default(),
         }
     }
@@ -112,6 +118,18 @@ impl GrpcServer {
     /// How the event logs this process serves are followed and pruned.
     pub fn set_events_options(&mut self, options: EventsOptions) -> &mut Self {
         self.events = options;
+        self
+    }
+
+    /// Where the other services are; learns this process's own address when it serves.
+    pub fn set_peers(&mut self, peers: Peers) -> &mut Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Consumes another service's events while the process serves.
+    pub fn add_subscription(&mut self, subscription: Subscription) -> &mut Self {
+        self.subscriptions.push(subscription);
         self
     }
 
@@ -152,15 +170,31 @@ impl GrpcServer {
         // Every process serves the event log of the services it hosts, prunes it and, with
         // the NATS transport, relays it.
         let producers = std::mem::take(&mut self.producers);
-        let background = crate::events::start_background(&producers, &self.events).await?;
+        self.peers
+            .set_own_address(listener.local_addr().map_err(ServeError::Listener)?);
+        let background = crate::events::start_background(
+            &producers,
+            std::mem::take(&mut self.subscriptions),
+            &self.peers,
+            &self.events,
+        )
+        .await?;
         let follow = FollowOptions {
             poll_interval: self.events.poll_interval,
             ..FollowOptions::default()
         };
-        self.add_service(event_log_server(EventLog::new(producers, follow)));
-        let result = self.serve_routes(listener, shutdown).await;
-        drop(background);
-        result
+        let stopping = CancellationToken::new();
+        self.add_service(event_log_server(
+            EventLog::new(producers, follow).stopping_with(stopping.clone()),
+        ));
+        // Streams that never end by themselves (event subscriptions, this process's own
+        // consumers) stop first, so draining waits only for ordinary calls.
+        let shutdown = async move {
+            shutdown.await;
+            stopping.cancel();
+            drop(background);
+        };
+        self.serve_routes(listener, shutdown).await
     }
 
     async fn serve_routes(
@@ -259,6 +293,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    #[error("listener: {0}")]
+    Listener(#[source] std::io::Error),
     #[error("events: {0}")]
     Events(#[from] crate::error::Error),
 }
