@@ -46,13 +46,20 @@ async fn producer_with_events(test_db: &TestDatabase) -> sea_orm::DatabaseConnec
     producer
 }
 
-async fn relay_everything(relay: &Relay) {
-    for _ in 0..100 {
-        if relay.round().await.unwrap() == Round::Idle {
+/// Runs relay rounds until `events` have been published. A round may find nothing yet: on
+/// PostgreSQL rows wait behind any older transaction still running in the cluster.
+async fn relay_events(relay: &Relay, events: usize) {
+    let mut published = 0;
+    for _ in 0..1000 {
+        match relay.round().await.unwrap() {
+            Round::Published(count) => published += count,
+            Round::Idle => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+        if published >= events {
             return;
         }
     }
-    panic!("the relay never caught up");
+    panic!("the relay published {published} of {events} events");
 }
 
 on_both_databases!(
@@ -72,7 +79,7 @@ on_both_databases!(
         jetstream.publish("profile", &first.entries).await.unwrap();
 
         let relay = Relay::new("profile", producer.clone(), jetstream.clone());
-        relay_everything(&relay).await;
+        relay_events(&relay, EVENTS).await;
 
         let info = stream.info().await.unwrap();
         assert_eq!(info.state.messages, EVENTS as u64, "no copies stored");
@@ -109,7 +116,7 @@ on_both_databases!(
             .unwrap();
         assert_eq!(pruned, 0, "nothing relayed yet, so nothing may go");
 
-        relay_everything(&relay).await;
+        relay_events(&relay, EVENTS).await;
         let relayed = relay.position().await.unwrap();
         let pruned = prune(&producer, "profile", Duration::ZERO, Some(relayed))
             .await

@@ -25,8 +25,10 @@ use throughline_runtime::db;
 use throughline_runtime::events::Outbox;
 use tonic::Code;
 
-/// The tenants of the events a subscriber with `token` receives until it is caught up.
-async fn tenants_seen(suite: &TestSuite, token: &str) -> Vec<String> {
+/// The tenants of the first `count` events a subscriber with `token` receives. (A CaughtUp
+/// may come before them on PostgreSQL, where rows wait behind any older transaction still
+/// running in the cluster.)
+async fn tenants_seen(suite: &TestSuite, token: &str, count: usize) -> Vec<String> {
     let mut client = EventLogServiceClient::new(suite.channel().await);
     let request = bearer(
         tonic::Request::new(SubscribeRequest {
@@ -37,13 +39,15 @@ async fn tenants_seen(suite: &TestSuite, token: &str) -> Vec<String> {
     );
     let mut stream = client.subscribe(request).await.unwrap().into_inner();
     let mut tenants = Vec::new();
-    while let Some(item) = stream.message().await.unwrap() {
-        match item.item {
-            Some(Item::Event(event)) => tenants.push(event.tenant),
-            Some(Item::CaughtUp(_)) => break,
-            None => {}
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while tenants.len() < count {
+            if let Some(Item::Event(event)) = stream.message().await.unwrap().unwrap().item {
+                tenants.push(event.tenant);
+            }
         }
-    }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {tenants:?} arrived"));
     tenants
 }
 
@@ -71,10 +75,13 @@ on_both_databases!(
         transaction.commit().await.unwrap();
 
         let tenant_admin = token("acme", &["*"]);
-        assert_eq!(tenants_seen(&suite, &tenant_admin).await, ["acme", "acme"]);
+        assert_eq!(
+            tenants_seen(&suite, &tenant_admin, 2).await,
+            ["acme", "acme"]
+        );
         let platform = token("acme", &["events:read", PLATFORM_EVENTS]);
         assert_eq!(
-            tenants_seen(&suite, &platform).await,
+            tenants_seen(&suite, &platform, 3).await,
             ["acme", "globex", "acme"]
         );
 

@@ -139,24 +139,19 @@ impl Consumer {
         handler: &Handler,
     ) -> Result<Vec<Applied>, Error> {
         let transaction = self.db.begin().await?;
+        let claimed = self.claim(&transaction, events).await?;
         let mut applied = Vec::with_capacity(events.len());
+        let mut acted = std::collections::HashSet::with_capacity(claimed.len());
         for event in events {
-            let claim = Query::insert()
-                .into_table(Alias::new(&self.processed))
-                .columns(["consumer", "event_id"].map(Alias::new))
-                .values_panic([self.name.as_str().into(), event.id.as_str().into()])
-                .on_conflict(
-                    OnConflict::columns(["consumer", "event_id"].map(Alias::new))
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .to_owned();
-            applied.push(if transaction.execute(&claim).await?.rows_affected() == 1 {
-                handler(&transaction, event).await?;
-                Applied::Effect
-            } else {
-                Applied::Duplicate
-            });
+            // An id twice in one batch takes effect once, like an id seen in an earlier batch.
+            applied.push(
+                if claimed.contains(event.id.as_str()) && acted.insert(event.id.as_str()) {
+                    handler(&transaction, event).await?;
+                    Applied::Effect
+                } else {
+                    Applied::Duplicate
+                },
+            );
         }
         self.store_cursor(&transaction, source, cursor).await?;
         transaction.commit().await?;
@@ -172,6 +167,35 @@ impl Consumer {
             }
         }
         Ok(applied)
+    }
+
+    /// Claims `events` for this consumer in one statement; returns the ids it had not
+    /// processed before.
+    async fn claim(
+        &self,
+        transaction: &DatabaseTransaction,
+        events: &[Event],
+    ) -> Result<std::collections::HashSet<String>, Error> {
+        if events.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut claim = Query::insert()
+            .into_table(Alias::new(&self.processed))
+            .columns(["consumer", "event_id"].map(Alias::new))
+            .on_conflict(
+                OnConflict::columns(["consumer", "event_id"].map(Alias::new))
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(Alias::new("event_id"))
+            .to_owned();
+        for event in events {
+            claim.values_panic([self.name.as_str().into(), event.id.as_str().into()]);
+        }
+        let rows = transaction.query_all(&claim).await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String>("", "event_id")?))
+            .collect()
     }
 
     pub(crate) async fn store_cursor<C: ConnectionTrait>(

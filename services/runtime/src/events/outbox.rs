@@ -117,17 +117,22 @@ impl Outbox {
         transaction: &C,
         event: &Event,
     ) -> Result<(), Error> {
-        if event.id.is_empty() || event.r#type.is_empty() || event.source.is_empty() {
-            return Err(Error::internal("an event needs an id, a type and a source"));
+        self.append_all(transaction, std::slice::from_ref(event))
+            .await
+    }
+
+    /// Appends `events`, in order, through `transaction` in one statement: what a change that
+    /// causes many events (a batch ingest) uses.
+    pub async fn append_all<C: ConnectionTrait>(
+        &self,
+        transaction: &C,
+        events: &[Event],
+    ) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
         }
         let now = chrono::Utc::now();
-        // `time` is when the change happened: now, unless the producer said otherwise.
-        let mut event = event.clone();
-        event.time.get_or_insert_with(|| prost_types::Timestamp {
-            seconds: now.timestamp(),
-            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
-        });
-        let insert = Query::insert()
+        let mut insert = Query::insert()
             .into_table(Alias::new(&self.table))
             .columns(
                 [
@@ -140,7 +145,18 @@ impl Outbox {
                 ]
                 .map(Alias::new),
             )
-            .values_panic([
+            .to_owned();
+        for event in events {
+            if event.id.is_empty() || event.r#type.is_empty() || event.source.is_empty() {
+                return Err(Error::internal("an event needs an id, a type and a source"));
+            }
+            // `time` is when the change happened: now, unless the producer said otherwise.
+            let mut event = event.clone();
+            event.time.get_or_insert_with(|| prost_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+            });
+            insert.values_panic([
                 event.id.clone().into(),
                 event.tenant.clone().into(),
                 event.r#type.clone().into(),
@@ -148,8 +164,8 @@ impl Outbox {
                 // Bound like retention's cutoff, so both compare alike on every database.
                 now.into(),
                 event.encode_to_vec().into(),
-            ])
-            .to_owned();
+            ]);
+        }
         transaction.execute(&insert).await?;
         if transaction.get_database_backend() == DatabaseBackend::Postgres {
             // Delivered to listening event logs when (and only if) the transaction commits.
