@@ -77,10 +77,8 @@ impl Api {
     ) -> Result<GetProfileResponse, Status> {
         let caller = caller(&request)?;
         let id = store::parse_name(&request.get_ref().name, PROFILES, "name")?;
-        let db = &self.service.db;
-        let row = store::require_profile(db, &caller.tenant, id, false).await?;
         Ok(GetProfileResponse {
-            profile: Some(store::assemble(db, &row).await?),
+            profile: Some(store::read_profile(&self.service.db, &caller.tenant, id).await?),
         })
     }
 

@@ -329,8 +329,20 @@ pub async fn segments_of<C: ConnectionTrait>(
 /// The profile as callers see it: its row, identifiers, current consents and segments
 /// (two queries: the row, then everything it holds).
 pub async fn assemble<C: ConnectionTrait>(c: &C, row: &profile::Model) -> Result<Profile> {
-    let mut profile = decode_data(&row.data)?;
     let children = reads::children(c, &row.tenant, &row.id).await?;
+    compose(row, &children)
+}
+
+/// A profile as callers see it, in one query; NOT_FOUND when the tenant has no such profile.
+pub async fn read_profile<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Result<Profile> {
+    match reads::profile_with_children(c, tenant, id).await? {
+        Some((row, children)) => compose(&row, &children),
+        None => Err(Error::not_found(profile_name(id))),
+    }
+}
+
+fn compose(row: &profile::Model, children: &reads::Children) -> Result<Profile> {
+    let mut profile = decode_data(&row.data)?;
     profile.name = profile_name(&row.id);
     profile.state = row.state;
     profile.merged_into = row

@@ -42,27 +42,73 @@ pub struct Children {
     pub segments: Vec<(String, i64)>,
 }
 
-const CHILDREN: &str = "\
-SELECT 'i' AS k, CAST(kind AS BIGINT) AS n1, CAST(created_us AS BIGINT) AS n2, CAST(0 AS BIGINT) AS n3, \
-       CAST(0 AS BIGINT) AS n4, CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, \
-       source AS t1, value AS t2, '' AS t3 \
-  FROM profile_identifiers WHERE tenant = ? AND profile_id = ? \
-UNION ALL \
-SELECT 'c', CAST(channel AS BIGINT), CAST(purpose AS BIGINT), CAST(status AS BIGINT), \
-       CAST(effective_us AS BIGINT), CAST(record_us AS BIGINT), CAST(id AS BIGINT), \
-       source, evidence, recorded_by \
-  FROM profile_consents c WHERE c.tenant = ? AND c.profile_id = ? AND NOT EXISTS ( \
-       SELECT 1 FROM profile_consents d \
-        WHERE d.profile_id = c.profile_id AND d.channel = c.channel AND d.purpose = c.purpose \
-          AND (d.effective_us > c.effective_us OR (d.effective_us = c.effective_us AND d.id > c.id))) \
-UNION ALL \
-SELECT 'm', CAST(enter_us AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
-       CAST(0 AS BIGINT), CAST(0 AS BIGINT), segment_id, '', '' \
-  FROM profile_segment_members WHERE tenant = ? AND profile_id = ?";
+/// The union of a profile's identifiers, current consents and memberships; with `blob`, each
+/// branch also has a NULL column `b` of that type, to stand beside the profile's own row.
+fn children_sql(blob: Option<&str>) -> String {
+    let b = blob.map_or(String::new(), |t| format!(", CAST(NULL AS {t}) AS b"));
+    format!(
+        "SELECT 'i' AS k, CAST(kind AS BIGINT) AS n1, CAST(created_us AS BIGINT) AS n2, \
+                CAST(0 AS BIGINT) AS n3, CAST(0 AS BIGINT) AS n4, CAST(0 AS BIGINT) AS n5, \
+                CAST(0 AS BIGINT) AS n6, source AS t1, value AS t2, '' AS t3{b} \
+           FROM profile_identifiers WHERE tenant = ? AND profile_id = ? \
+         UNION ALL \
+         SELECT 'c', CAST(channel AS BIGINT), CAST(purpose AS BIGINT), CAST(status AS BIGINT), \
+                CAST(effective_us AS BIGINT), CAST(record_us AS BIGINT), CAST(id AS BIGINT), \
+                source, evidence, recorded_by{b} \
+           FROM profile_consents c WHERE c.tenant = ? AND c.profile_id = ? AND NOT EXISTS ( \
+                SELECT 1 FROM profile_consents d \
+                 WHERE d.profile_id = c.profile_id AND d.channel = c.channel \
+                   AND d.purpose = c.purpose \
+                   AND (d.effective_us > c.effective_us \
+                        OR (d.effective_us = c.effective_us AND d.id > c.id))) \
+         UNION ALL \
+         SELECT 'm', CAST(enter_us AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+                CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), segment_id, '', ''{b} \
+           FROM profile_segment_members WHERE tenant = ? AND profile_id = ?"
+    )
+}
 
 pub async fn children<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Result<Children> {
     let values: Vec<Value> = (0..3).flat_map(|_| [tenant.into(), id.into()]).collect();
-    let rows = c.query_all_raw(statement(c, CHILDREN, values)).await?;
+    let rows = c
+        .query_all_raw(statement(c, &children_sql(None), values))
+        .await?;
+    collect(rows, tenant, id).map(|(_, children)| children)
+}
+
+/// A profile's row and everything it holds in one round trip (GetProfile's path); `None`
+/// when the tenant has no such profile.
+pub async fn profile_with_children<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(profile::Model, Children)>> {
+    let blob = if c.get_database_backend() == DatabaseBackend::Postgres {
+        "BYTEA"
+    } else {
+        "BLOB"
+    };
+    let sql = format!(
+        "SELECT 'p' AS k, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
+                CAST(created_us AS BIGINT) AS n3, CAST(updated_us AS BIGINT) AS n4, \
+                CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, \
+                COALESCE(merged_into, '') AS t1, '' AS t2, '' AS t3, data AS b \
+           FROM profile_profiles WHERE tenant = ? AND id = ? \
+         UNION ALL {}",
+        children_sql(Some(blob))
+    );
+    let values: Vec<Value> = (0..4).flat_map(|_| [tenant.into(), id.into()]).collect();
+    let rows = c.query_all_raw(statement(c, &sql, values)).await?;
+    let (row, children) = collect(rows, tenant, id)?;
+    Ok(row.map(|row| (row, children)))
+}
+
+fn collect(
+    rows: Vec<QueryResult>,
+    tenant: &str,
+    id: &str,
+) -> Result<(Option<profile::Model>, Children)> {
+    let mut found = None;
     let mut children = Children::default();
     let mut identifiers = Vec::new();
     for row in rows {
@@ -70,6 +116,19 @@ pub async fn children<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Resu
         let n = |name: &str| row.try_get::<i64>("", name);
         let t = |name: &str| row.try_get::<String>("", name);
         match kind.as_str() {
+            "p" => {
+                let merged_into = t("t1")?;
+                found = Some(profile::Model {
+                    id: id.to_owned(),
+                    tenant: tenant.to_owned(),
+                    state: i32::try_from(n("n1")?).unwrap_or_default(),
+                    merged_into: (!merged_into.is_empty()).then_some(merged_into),
+                    data: row.try_get("", "b")?,
+                    version: n("n2")?,
+                    created_us: n("n3")?,
+                    updated_us: n("n4")?,
+                });
+            }
             "i" => identifiers.push((
                 n("n2")?,
                 Key {
@@ -98,7 +157,7 @@ pub async fn children<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Resu
     children.identifiers = identifiers.into_iter().map(|(_, key)| key).collect();
     children.consents.sort_by_key(|c| (c.channel, c.purpose));
     children.segments.sort();
-    Ok(children)
+    Ok((found, children))
 }
 
 /// The profile holding `key` and its current decision for (channel, purpose), in one query.
