@@ -339,3 +339,87 @@ pub async fn identifiers_of<C: ConnectionTrait>(
     }
     Ok(by_profile)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use throughline_proto::common::v1::AttributeList;
+    use throughline_proto::profile::v1::Preferences;
+
+    use super::*;
+
+    fn number(n: f64) -> AttributeValue {
+        AttributeValue {
+            kind: Some(Kind::NumberValue(n)),
+        }
+    }
+
+    fn profile() -> Value {
+        let profile = Profile {
+            email: "ada@example.com".into(),
+            attributes: [
+                ("lifetime_value".to_owned(), number(1500.0)),
+                (
+                    "categories".to_owned(),
+                    AttributeValue {
+                        kind: Some(Kind::ListValue(AttributeList {
+                            values: vec![AttributeValue {
+                                kind: Some(Kind::StringValue("shoes".into())),
+                            }],
+                        })),
+                    },
+                ),
+            ]
+            .into(),
+            preferences: Some(Preferences {
+                channel_ranking: vec![Channel::Sms as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let keys = [Key {
+            kind: IdentifierType::Email as i32,
+            source: String::new(),
+            value: "ada@example.com".into(),
+        }];
+        value(&profile, &keys)
+    }
+
+    #[test]
+    fn rules_see_typed_attributes_and_enum_names() {
+        for (rule, expected) in [
+            ("profile.attributes.lifetime_value > 1000.0", true),
+            ("profile.attributes.lifetime_value > 2000.0", false),
+            ("profile.attributes.lifetime_value > 1000", true),
+            (
+                r#""CHANNEL_SMS" in profile.preferences.channel_ranking"#,
+                true,
+            ),
+            (r#""shoes" in profile.attributes.categories"#, true),
+            (
+                r#"profile.identifiers.exists(i, i.type == "IDENTIFIER_TYPE_EMAIL")"#,
+                true,
+            ),
+            (r#"profile.email.endsWith("@example.com")"#, true),
+            // A missing attribute is not an error of the rule: the profile is not a member.
+            ("profile.attributes.missing == 1.0", false),
+            (r#"has(profile.attributes.missing)"#, false),
+        ] {
+            let program = compile(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+            assert_eq!(matches(&program, &profile()), expected, "{rule}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        for rule in [
+            "",
+            "profile.attributes.x >",
+            "customer.tier == 'gold'",
+            "profile.email",
+            "nosuchfunction(profile)",
+        ] {
+            assert!(compile(rule).is_err(), "{rule}");
+        }
+    }
+}
