@@ -5,11 +5,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prost::Message;
 use prost_types::Timestamp;
 use sea_orm::{ConnectionTrait, Statement};
 use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction, Identifier, IdentifierType};
+use throughline_proto::event::v1::{InteractionRecorded, SubscribeRequest, subscribe_response};
 use throughline_proto::google::r#type::Interval;
 use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
 use throughline_proto::interaction::v1::*;
@@ -173,6 +175,40 @@ on_both_databases!(
             .await,
             2,
             "one event per stored interaction, none for duplicates"
+        );
+        // The events are readable from the service's event log, in order, with their payloads.
+        let mut events = suite
+            .clients(&token("acme", &["events:read"]))
+            .await
+            .events
+            .subscribe(SubscribeRequest {
+                source: "interaction".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut recorded = Vec::new();
+        while recorded.len() < 2 {
+            let item = events.message().await.unwrap().unwrap();
+            if let Some(subscribe_response::Item::Event(event)) = item.item {
+                assert_eq!(
+                    (event.r#type.as_str(), event.subject.as_str()),
+                    ("interaction.recorded", "profiles/p1")
+                );
+                let payload =
+                    InteractionRecorded::decode(event.data.unwrap().value.as_slice()).unwrap();
+                recorded.push((payload.interaction, payload.attributes.is_some()));
+            }
+        }
+        // A subscription left open would hold the suite's graceful stop.
+        drop(events);
+        assert_eq!(
+            recorded,
+            [
+                ("interactions/web-1".to_owned(), true),
+                ("interactions/web-2".to_owned(), false)
+            ]
         );
         let missing = client
             .get_interaction(GetInteractionRequest {

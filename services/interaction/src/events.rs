@@ -6,13 +6,14 @@
 //! writes (same table, columns and encoding), so the event log reads them alike.
 
 use prost::Message;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend};
+use serde::Serialize;
 use throughline_proto::event::v1::Event;
 use throughline_runtime::Error;
 use throughline_runtime::events::Outbox;
 
 use crate::NAME;
-use crate::sql::Sql;
+use crate::sql::{Sql, bytea_hex};
 
 const OUTBOX_TABLE: &str = "interaction_outbox";
 /// The channel `runtime::events` listens on for this service's commits (PostgreSQL).
@@ -53,7 +54,19 @@ pub(crate) async fn append<C: ConnectionTrait>(db: &C, event: &Event) -> Result<
     Outbox::new(NAME).append(db, event).await
 }
 
-/// Appends many events in one statement and one commit notification.
+/// An outbox row as `json_populate_recordset` reads it.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    event_id: &'a str,
+    tenant: &'a str,
+    event_type: &'a str,
+    subject: &'a str,
+    recorded_at: &'a str,
+    event: String,
+}
+
+/// Appends many events in one statement and one commit notification (on PostgreSQL the rows
+/// travel as one JSON parameter, as recorded interactions do).
 pub(crate) async fn append_all<C: ConnectionTrait>(db: &C, events: &[Event]) -> Result<(), Error> {
     if events.is_empty() {
         return Ok(());
@@ -61,25 +74,44 @@ pub(crate) async fn append_all<C: ConnectionTrait>(db: &C, events: &[Event]) -> 
     let backend = db.get_database_backend();
     let now = chrono::Utc::now();
     let mut sql = Sql::new(backend);
-    sql.push(&format!(
-        "INSERT INTO {OUTBOX_TABLE} (event_id, tenant, event_type, subject, recorded_at, event) VALUES "
-    ));
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
+    let columns = "event_id, tenant, event_type, subject, recorded_at, event";
+    if backend == DbBackend::Postgres {
+        let recorded_at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let rows: Vec<JsonRow<'_>> = events
+            .iter()
+            .map(|event| JsonRow {
+                event_id: &event.id,
+                tenant: &event.tenant,
+                event_type: &event.r#type,
+                subject: &event.subject,
+                recorded_at: &recorded_at,
+                event: bytea_hex(&event.encode_to_vec()),
+            })
+            .collect();
+        sql.push(&format!(
+            "INSERT INTO {OUTBOX_TABLE} ({columns}) SELECT {columns} \
+             FROM json_populate_recordset(NULL::{OUTBOX_TABLE}, "
+        ))
+        .bind(serde_json::to_string(&rows).map_err(Error::internal)?)
+        .push("::json)");
+    } else {
+        sql.push(&format!("INSERT INTO {OUTBOX_TABLE} ({columns}) VALUES "));
+        for (index, event) in events.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.bind_list([
+                sea_orm::Value::from(event.id.as_str()),
+                event.tenant.as_str().into(),
+                event.r#type.as_str().into(),
+                event.subject.as_str().into(),
+                now.into(),
+                event.encode_to_vec().into(),
+            ]);
         }
-        sql.bind_list([
-            sea_orm::Value::from(event.id.as_str()),
-            event.tenant.as_str().into(),
-            event.r#type.as_str().into(),
-            event.subject.as_str().into(),
-            now.into(),
-            event.encode_to_vec().into(),
-        ]);
     }
-    let is_postgres = sql.is_postgres();
     db.execute_raw(sql.statement()).await?;
-    if is_postgres {
+    if backend == DbBackend::Postgres {
         // Delivered to listening event logs when (and only if) the transaction commits.
         db.execute_unprepared(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
             .await?;

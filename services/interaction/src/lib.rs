@@ -18,6 +18,7 @@ mod sql;
 mod store;
 mod time;
 mod validate;
+mod writer;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct Service {
     options: Options,
     resolver: customer::SharedResolver,
     idempotency: Idempotency,
+    /// Started on first use, inside the runtime.
+    writer: Arc<std::sync::OnceLock<writer::Writer>>,
 }
 
 impl Service {
@@ -66,7 +69,14 @@ impl Service {
             options,
             resolver: Arc::new(StoreAsGiven),
             idempotency: Idempotency::new(NAME),
+            writer: Arc::default(),
         }
+    }
+
+    /// The group-commit writer of streamed batches.
+    fn writer(&self) -> &writer::Writer {
+        self.writer
+            .get_or_init(|| writer::Writer::start(self.db.clone()))
     }
 
     /// Resolves customers through `resolver` (for example the profile service) from now on.

@@ -55,11 +55,19 @@ impl Sql {
         self
     }
 
-    pub(crate) fn is_postgres(&self) -> bool {
-        self.backend == DbBackend::Postgres
-    }
-
     pub(crate) fn statement(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
+}
+
+/// Bytes in PostgreSQL's hex input form for `bytea` (a backslash, `x`, two digits a byte).
+pub(crate) fn bytea_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 + bytes.len() * 2);
+    text.push_str("\\x");
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    text
 }

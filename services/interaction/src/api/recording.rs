@@ -227,16 +227,19 @@ impl Api {
         let mut duplicate_count = 0;
         if !items.is_empty() {
             let profiles = self.resolve(tenant, &items).await?;
-            let transaction = write_transaction(&self.service.db).await?;
-            let outcomes = record(&transaction, tenant, &items, &profiles, false).await?;
-            transaction.commit().await?;
+            let ids: Vec<String> = items.iter().map(|item| item.id.clone()).collect();
+            let outcomes = self
+                .service
+                .writer()
+                .record(tenant, items, profiles)
+                .await?;
             for (position, outcome) in outcomes.into_iter().enumerate() {
                 match outcome {
                     Outcome::Stored(_) => stored_count += 1,
                     Outcome::Duplicate(_) => duplicate_count += 1,
                     Outcome::Rejected(violation) => rejected.push(RejectedInteraction {
                         index: i32::try_from(positions[position]).unwrap_or(i32::MAX),
-                        interaction_id: items[position].id.clone(),
+                        interaction_id: ids[position].clone(),
                         violations: vec![violation.proto()],
                     }),
                 }
