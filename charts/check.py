@@ -540,8 +540,9 @@ def self_test(conf) -> bool:
 
     # A configuration key the binary does not know (an unknown section) must be caught.
     failures = Failures()
-    check_chart(CHART, [("self-test config", {"endpoints": {"emitEnv": True}})], failures, with_config=True, conf=conf)
-    if not any("unknown field `endpoints`" in f for f in failures.items):
+    unknown = {"services": {"profile": {"extraEnv": [{"name": "THROUGHLINE__NOT_A_SECTION__KEY", "value": "x"}]}}}
+    check_chart(CHART, [("self-test config", unknown)], failures, with_config=True, conf=conf)
+    if not any("unknown field `not_a_section`" in f for f in failures.items):
         log("SELF-TEST FAILED: an unknown configuration section was not rejected by the binary")
         ok = False
 

@@ -6,8 +6,10 @@
 //! generator spreads `callers` concurrent loops over `connections` HTTP/2 connections, runs
 //! a warm-up, then records per-call latency for the measured duration.
 
+pub mod database;
 pub mod echo;
 mod error;
+pub mod events;
 pub mod interaction;
 pub mod load;
 pub mod memory;

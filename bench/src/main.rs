@@ -57,6 +57,9 @@ enum ScenarioName {
     InteractionTimeline,
     /// The same on SQLite.
     InteractionTimelineSqlite,
+    /// Events from commit to consumer through the gRPC event log and NATS JetStream,
+    /// PostgreSQL.
+    Events,
     /// GetProfile on PostgreSQL with `--profiles` seeded profiles.
     ProfileGet,
     /// ResolveIdentity of a known email on PostgreSQL.
@@ -72,6 +75,7 @@ impl ScenarioName {
             Self::StackHealth => stack_health_scenario(),
             // Measured by its own loop (see `run`); not a closed-loop scenario.
             Self::InteractionIngest => unreachable!("interaction-ingest runs on its own"),
+            Self::Events => unreachable!("events runs on its own"),
             Self::InteractionTimeline => interaction::timeline_scenario(),
             Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
@@ -135,6 +139,14 @@ async fn run(args: &Args, cores: usize) -> Result<(), throughline_bench::BenchEr
                 humantime::format_duration(config.duration)
             );
             interaction::ingest(&config).await?;
+            continue;
+        }
+        if name == ScenarioName::Events {
+            eprintln!(
+                "running events (gRPC and NATS, {} per measurement)",
+                humantime::format_duration(config.duration)
+            );
+            throughline_bench::events::events_bench(&config).await?;
             continue;
         }
         let scenario = name.build(args);

@@ -54,7 +54,18 @@ async fn start_suite() -> Result<Target, BenchError> {
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let _ = TELEMETRY.set(guard);
     }
-    let server = throughline::app::build_server(&config)
+    let (address, stop) = serve_in_process(&config).await?;
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?;
+    // Dropping the guard stops the server, then removes its database.
+    Ok(Target::in_process(endpoint, (stop, data)))
+}
+
+/// Serves `config` in this process on an ephemeral loopback port, until the returned sender
+/// is dropped.
+pub async fn serve_in_process(
+    config: &Config,
+) -> Result<(std::net::SocketAddr, oneshot::Sender<()>), BenchError> {
+    let server = throughline::app::build_server(config)
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -63,9 +74,7 @@ async fn start_suite() -> Result<Target, BenchError> {
     tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))?;
-    // Dropping the guard stops the server, then removes its database.
-    Ok(Target::in_process(endpoint, (stop, data)))
+    Ok((address, stop))
 }
 
 pub fn stack_health_scenario() -> Scenario {

@@ -223,6 +223,14 @@ spec:
               name: {{ default (include "throughline.secretName" $root) $v.secrets.hs256ExistingSecret }}
               key: {{ $v.secrets.hs256SecretKey }}
         {{- end }}
+        {{- if $v.nats.enabled }}
+        - name: THROUGHLINE__EVENTS__TRANSPORT
+          value: "nats"
+        - name: THROUGHLINE__EVENTS__NATS__URL
+          value: {{ required "nats.url is required when nats.enabled" $v.nats.url | quote }}
+        - name: THROUGHLINE__EVENTS__NATS__PREFIX
+          value: {{ $v.nats.prefix | quote }}
+        {{- end }}
         {{- if $v.endpoints.emitEnv }}
         {{- range $name, $url := (include "throughline.endpoints" $root | fromJson) }}
         - name: THROUGHLINE__ENDPOINTS__{{ upper $name }}

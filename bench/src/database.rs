@@ -1,0 +1,106 @@
+//! The PostgreSQL server benchmarks run on, and databases made for one measurement.
+
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::BenchError;
+
+const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A setup failure, with what went wrong.
+pub fn setup_error(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Setup(e.to_string())
+}
+
+/// The maintenance URL of the benchmark server: `THROUGHLINE_BENCH_DATABASE_URL`, else the
+/// tests' `THROUGHLINE_TEST_DATABASE_URL`, else the local server.
+pub fn server_url() -> String {
+    std::env::var("THROUGHLINE_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("THROUGHLINE_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| LOCAL_URL.to_owned())
+}
+
+/// `url` with its database replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    match query {
+        Some(query) => format!("{}/{name}?{query}", &base[..end]),
+        None => format!("{}/{name}", &base[..end]),
+    }
+}
+
+/// A database for one measurement; PostgreSQL databases are dropped with [`drop_now`].
+///
+/// [`drop_now`]: BenchDatabase::drop_now
+#[derive(Debug)]
+pub enum BenchDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres { server: String, name: String },
+}
+
+impl BenchDatabase {
+    /// A fresh PostgreSQL database named after `label` and this process.
+    pub async fn postgres(label: &str) -> Result<Self, BenchError> {
+        let server = server_url();
+        let name = format!("throughline_bench_{label}_{}", std::process::id());
+        let admin = Database::connect(server.as_str())
+            .await
+            .map_err(setup_error)?;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .map_err(setup_error)?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(setup_error)?;
+        admin.close().await.map_err(setup_error)?;
+        Ok(Self::Postgres { server, name })
+    }
+
+    pub fn sqlite() -> Result<Self, BenchError> {
+        Ok(Self::Sqlite(tempfile::tempdir()?))
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite://{}/throughline.db", dir.path().display()),
+            Self::Postgres { server, name } => with_database(server, name),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite",
+            Self::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    pub async fn drop_now(self) {
+        if let Self::Postgres { server, name } = self
+            && let Ok(admin) = Database::connect(server.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://u:p@db:5432/main?sslmode=disable", "b"),
+            "postgres://u:p@db:5432/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://db", "b"), "postgres://db/b");
+    }
+}
