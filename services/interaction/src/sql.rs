@@ -60,14 +60,4 @@ impl Sql {
     }
 }
 
-/// Bytes in PostgreSQL's hex input form for `bytea` (a backslash, `x`, two digits a byte).
-pub(crate) fn bytea_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(2 + bytes.len() * 2);
-    text.push_str("\\x");
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    text
-}
+pub(crate) use throughline_runtime::db::bytea_hex;

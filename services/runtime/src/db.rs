@@ -198,3 +198,16 @@ async fn connect_postgres(
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
     M::up(db, None).await
 }
+
+/// `bytes` as PostgreSQL's text form of a `bytea` (`\x` and hex digits): how binary values
+/// travel inside a JSON parameter expanded by `json_populate_recordset`.
+pub fn bytea_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 + bytes.len() * 2);
+    text.push_str("\\x");
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    text
+}
