@@ -36,11 +36,11 @@ use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel as GrpcChannel, Endpoint};
 
+use crate::database::{BenchDatabase, setup_error};
 use crate::{BenchError, LoadConfig, Scenario, Target};
 
 const SECRET: &str = "throughline-bench-secret-0123456789abcdef";
 const TENANT: &str = "bench";
-const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const BATCH: usize = 1000;
 /// Batches a stream has sent but not yet seen acknowledged.
 const IN_FLIGHT: usize = 4;
@@ -59,84 +59,6 @@ const REASONS: [&str; 4] = ["", "billing", "delivery", "returns"];
 const COLUMNS: &str = "tenant, id, customer, profile, timeline, channel, direction, \
      interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, outcome, \
      source, attributes, content_hash";
-
-fn setup_error(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Setup(e.to_string())
-}
-
-fn server_url() -> String {
-    std::env::var("THROUGHLINE_BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("THROUGHLINE_TEST_DATABASE_URL"))
-        .unwrap_or_else(|_| LOCAL_URL.to_owned())
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..end]),
-        None => format!("{}/{name}", &base[..end]),
-    }
-}
-
-/// A database for one measurement; PostgreSQL databases are dropped with it.
-enum BenchDatabase {
-    Sqlite(tempfile::TempDir),
-    Postgres { server: String, name: String },
-}
-
-impl BenchDatabase {
-    async fn postgres() -> Result<Self, BenchError> {
-        let server = server_url();
-        let name = format!("throughline_bench_interaction_{}", std::process::id());
-        let admin = Database::connect(server.as_str())
-            .await
-            .map_err(setup_error)?;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-            .await
-            .map_err(setup_error)?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .map_err(setup_error)?;
-        admin.close().await.map_err(setup_error)?;
-        Ok(Self::Postgres { server, name })
-    }
-
-    fn sqlite() -> Result<Self, BenchError> {
-        Ok(Self::Sqlite(tempfile::tempdir()?))
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Self::Sqlite(dir) => format!("sqlite://{}/throughline.db", dir.path().display()),
-            Self::Postgres { server, name } => with_database(server, name),
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "SQLite",
-            Self::Postgres { .. } => "PostgreSQL",
-        }
-    }
-
-    async fn drop_now(self) {
-        if let Self::Postgres { server, name } = self
-            && let Ok(admin) = Database::connect(server.as_str()).await
-        {
-            let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-            let _ = admin.close().await;
-        }
-    }
-}
 
 /// The interaction service alone, in this process, on `url`; stopped when the sender drops.
 async fn start_server(url: &str) -> Result<(Endpoint, oneshot::Sender<()>), BenchError> {
@@ -172,15 +94,7 @@ async fn start_server(url: &str) -> Result<(Endpoint, oneshot::Sender<()>), Benc
         ..Sources::default()
     })
     .map_err(setup_error)?;
-    let server = throughline::app::build_server(&config)
-        .await
-        .map_err(setup_error)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (address, stop) = crate::stack::serve_in_process(&config).await?;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))?.http2_adaptive_window(true);
     Ok((endpoint, stop))
 }
@@ -402,7 +316,10 @@ async fn stream_ingest(
 pub async fn ingest(config: &LoadConfig) -> Result<(), BenchError> {
     let streams = config.connections.max(1);
     let mut lines = Vec::new();
-    for database in [BenchDatabase::postgres().await?, BenchDatabase::sqlite()?] {
+    for database in [
+        BenchDatabase::postgres("interaction").await?,
+        BenchDatabase::sqlite()?,
+    ] {
         let url = database.url();
         let (endpoint, stop) = start_server(&url).await?;
         let baseline = if matches!(database, BenchDatabase::Postgres { .. }) {
@@ -506,7 +423,7 @@ async fn seed_sqlite(db: &DatabaseConnection, rows: usize) -> Result<(), BenchEr
 async fn start_timeline(postgres: bool) -> Result<Target, BenchError> {
     let rows = timeline_rows();
     let database = if postgres {
-        BenchDatabase::postgres().await?
+        BenchDatabase::postgres("interaction").await?
     } else {
         BenchDatabase::sqlite()?
     };

@@ -21,39 +21,15 @@ use throughline_proto::profile::v1::{
     CheckConsentRequest, GetProfileRequest, ResolutionOutcome, ResolveIdentityRequest,
 };
 use throughline_runtime::config::Sources;
-use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 
+use crate::database::{server_url, setup_error, with_database};
 use crate::{BenchError, Scenario, Target};
 
 const SECRET: &str = "throughline-bench-secret-0123456789abcdef";
 const TENANT: &str = "bench";
-const LOCAL_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn server_url() -> String {
-    std::env::var("THROUGHLINE_BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("THROUGHLINE_TEST_DATABASE_URL"))
-        .unwrap_or_else(|_| LOCAL_URL.to_owned())
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    match query {
-        Some(query) => format!("{}/{name}?{query}", &base[..end]),
-        None => format!("{}/{name}", &base[..end]),
-    }
-}
-
-fn setup_error(e: impl std::fmt::Display) -> BenchError {
-    BenchError::Setup(e.to_string())
-}
 
 fn config(url: &str) -> Result<Config, BenchError> {
     let env = HashMap::from([
@@ -196,15 +172,7 @@ fn chrono_base() -> i64 {
 async fn start(profiles: u64) -> Result<Target, BenchError> {
     let url = seeded_database(profiles).await?;
     let config = config(&url)?;
-    let server = throughline::app::build_server(&config)
-        .await
-        .map_err(setup_error)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (address, stop) = crate::stack::serve_in_process(&config).await?;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))?;
     Ok(Target::in_process(endpoint, stop))
 }
@@ -338,15 +306,6 @@ pub fn profile_check_consent_scenario(profiles: u64) -> Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            with_database("postgres://u:p@db:5432/main?sslmode=disable", "b"),
-            "postgres://u:p@db:5432/b?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://db", "b"), "postgres://db/b");
-    }
 
     #[test]
     fn customers_stay_in_the_population() {
