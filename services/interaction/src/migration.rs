@@ -1,6 +1,7 @@
 //! The interaction service's migrations; its tables start with `interaction_`.
 
 use sea_orm_migration::prelude::*;
+use throughline_runtime::migration::columns::{bigint, column, integer, text};
 
 pub struct Migrator;
 
@@ -31,36 +32,12 @@ impl MigrationName for M0005Timeline {
     }
 }
 
-fn text(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name))
-        .text()
-        .not_null()
-        .to_owned()
-}
-
-fn bigint(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name))
-        .big_integer()
-        .not_null()
-        .to_owned()
-}
-
 fn nullable_bigint(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name))
-        .big_integer()
-        .null()
-        .to_owned()
+    column(name).big_integer().null().to_owned()
 }
 
-fn integer(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name))
-        .integer()
-        .not_null()
-        .to_owned()
-}
-
-fn blob(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name)).binary().null().to_owned()
+fn nullable_blob(name: &str) -> ColumnDef {
+    column(name).binary().null().to_owned()
 }
 
 /// Indexes written out, for descending keys and partial indexes on both databases.
@@ -112,7 +89,7 @@ impl MigrationTrait for M0005Timeline {
                     .col(text("agent"))
                     .col(text("outcome"))
                     .col(text("source"))
-                    .col(blob("attributes"))
+                    .col(nullable_blob("attributes"))
                     .col(bigint("content_hash"))
                     .primary_key(
                         Index::create()
@@ -145,7 +122,7 @@ impl MigrationTrait for M0005Timeline {
                     .col(bigint("active_us"))
                     .col(bigint("interaction_count"))
                     .col(text("resolution"))
-                    .col(blob("attributes"))
+                    .col(nullable_blob("attributes"))
                     .col(bigint("create_us"))
                     .col(bigint("update_us"))
                     .col(nullable_bigint("resolve_us"))

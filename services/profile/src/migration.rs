@@ -4,6 +4,7 @@
 //! alike on SQLite and PostgreSQL.
 
 use sea_orm_migration::prelude::*;
+use throughline_runtime::migration::columns::{bigint, blob, column, integer, text};
 
 pub struct Migrator;
 
@@ -28,34 +29,6 @@ impl MigrationName for ProfileTables {
     fn name(&self) -> &str {
         "m0101_profile_tables"
     }
-}
-
-fn col(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name))
-}
-
-fn text(name: &str) -> ColumnDef {
-    let mut column = col(name);
-    column.text().not_null();
-    column
-}
-
-fn big(name: &str) -> ColumnDef {
-    let mut column = col(name);
-    column.big_integer().not_null();
-    column
-}
-
-fn int(name: &str) -> ColumnDef {
-    let mut column = col(name);
-    column.integer().not_null();
-    column
-}
-
-fn blob(name: &str) -> ColumnDef {
-    let mut column = col(name);
-    column.binary().not_null();
-    column
 }
 
 fn index(name: &str, table: &str, columns: &[&str]) -> IndexCreateStatement {
@@ -87,12 +60,12 @@ impl MigrationTrait for ProfileTables {
                     .if_not_exists()
                     .col(text("id").primary_key())
                     .col(text("tenant"))
-                    .col(int("state"))
-                    .col(col("merged_into").text().null())
+                    .col(integer("state"))
+                    .col(column("merged_into").text().null())
                     .col(blob("data"))
-                    .col(big("version"))
-                    .col(big("created_us"))
-                    .col(big("updated_us"))
+                    .col(bigint("version"))
+                    .col(bigint("created_us"))
+                    .col(bigint("updated_us"))
                     .to_owned(),
             )
             .await?;
@@ -112,11 +85,11 @@ impl MigrationTrait for ProfileTables {
                     .table(Alias::new("profile_identifiers"))
                     .if_not_exists()
                     .col(text("tenant"))
-                    .col(int("kind"))
+                    .col(integer("kind"))
                     .col(text("source"))
                     .col(text("value"))
                     .col(text("profile_id"))
-                    .col(big("created_us"))
+                    .col(bigint("created_us"))
                     .primary_key(&mut primary(&["tenant", "kind", "source", "value"]))
                     .to_owned(),
             )
@@ -136,7 +109,7 @@ impl MigrationTrait for ProfileTables {
                     .table(Alias::new("profile_consents"))
                     .if_not_exists()
                     .col(
-                        col("id")
+                        column("id")
                             .big_integer()
                             .not_null()
                             .auto_increment()
@@ -144,13 +117,13 @@ impl MigrationTrait for ProfileTables {
                     )
                     .col(text("tenant"))
                     .col(text("profile_id"))
-                    .col(int("channel"))
-                    .col(int("purpose"))
-                    .col(int("status"))
+                    .col(integer("channel"))
+                    .col(integer("purpose"))
+                    .col(integer("status"))
                     .col(text("source"))
                     .col(text("evidence"))
-                    .col(big("effective_us"))
-                    .col(big("record_us"))
+                    .col(bigint("effective_us"))
+                    .col(bigint("record_us"))
                     .col(text("recorded_by"))
                     .to_owned(),
             )
@@ -173,10 +146,10 @@ impl MigrationTrait for ProfileTables {
                     .col(text("display_name"))
                     .col(text("description"))
                     .col(text("rule"))
-                    .col(int("state"))
-                    .col(big("version"))
-                    .col(big("created_us"))
-                    .col(big("updated_us"))
+                    .col(integer("state"))
+                    .col(bigint("version"))
+                    .col(bigint("created_us"))
+                    .col(bigint("updated_us"))
                     .primary_key(&mut primary(&["tenant", "id"]))
                     .to_owned(),
             )
@@ -189,7 +162,7 @@ impl MigrationTrait for ProfileTables {
                     .col(text("tenant"))
                     .col(text("segment_id"))
                     .col(text("profile_id"))
-                    .col(big("enter_us"))
+                    .col(bigint("enter_us"))
                     .primary_key(&mut primary(&["tenant", "segment_id", "profile_id"]))
                     .to_owned(),
             )
@@ -214,8 +187,8 @@ impl MigrationTrait for ProfileTables {
                     .col(text("tenant"))
                     .col(text("source_profile"))
                     .col(text("target_profile"))
-                    .col(int("state"))
-                    .col(big("merge_us"))
+                    .col(integer("state"))
+                    .col(bigint("merge_us"))
                     .col(blob("event"))
                     .col(blob("target_before"))
                     .col(blob("target_after"))

@@ -276,3 +276,30 @@ impl MigrationTrait for SharedMigration {
         }
     }
 }
+
+/// Column definitions the services' own migrations are written with: NOT NULL, in the types
+/// that behave alike on SQLite and PostgreSQL.
+pub mod columns {
+    use sea_orm_migration::prelude::{Alias, ColumnDef};
+
+    /// A column of `name`, its type and nullability still to be said.
+    pub fn column(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name))
+    }
+
+    pub fn text(name: &str) -> ColumnDef {
+        column(name).text().not_null().to_owned()
+    }
+
+    pub fn bigint(name: &str) -> ColumnDef {
+        column(name).big_integer().not_null().to_owned()
+    }
+
+    pub fn integer(name: &str) -> ColumnDef {
+        column(name).integer().not_null().to_owned()
+    }
+
+    pub fn blob(name: &str) -> ColumnDef {
+        column(name).binary().not_null().to_owned()
+    }
+}
