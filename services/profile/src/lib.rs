@@ -8,6 +8,7 @@ mod api;
 mod consent;
 mod error;
 mod events;
+mod hot_reads;
 mod identity;
 mod merge;
 mod migration;
@@ -71,11 +72,14 @@ pub struct Service {
     db: DatabaseConnection,
     options: Arc<Options>,
     segments: segments::Cache,
+    hot: hot_reads::HotReads,
 }
 
 impl Service {
+    /// Must be called within a Tokio runtime (the hot reads start their loaders).
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
         Self {
+            hot: hot_reads::HotReads::start(&db),
             db,
             options: Arc::new(options),
             segments: segments::Cache::default(),

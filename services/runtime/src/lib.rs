@@ -2,6 +2,7 @@
 //! the server with its tower stack, authentication and scopes, errors, health and shutdown.
 
 pub mod auth;
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod db;

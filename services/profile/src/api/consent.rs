@@ -96,15 +96,13 @@ impl Api {
                 let Some(key) = key else {
                     return Err(Error::invalid("customer.identifier", "invalid").into());
                 };
-                // The fast path: identifier, profile and newest decision in one query.
-                let found = store::consent_by_identifier(
-                    db,
-                    &caller.tenant,
-                    &key,
-                    request.channel,
-                    request.purpose,
-                )
-                .await?;
+                // The fast path: identifier, profile and newest decision in one (shared) query.
+                let query = store::ConsentQuery {
+                    key,
+                    channel: request.channel,
+                    purpose: request.purpose,
+                };
+                let found = self.service.hot.consent(&caller.tenant, query).await?;
                 return Ok(match found {
                     None => CheckConsentResponse {
                         status: ConsentStatus::Unknown as i32,

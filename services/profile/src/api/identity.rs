@@ -34,6 +34,36 @@ fn fields_set(profile: &Profile) -> Vec<String> {
 }
 
 impl Api {
+    /// The active profile holding every one of `keys`, when there is one: ResolveIdentity's
+    /// read-only path, through the hot reads. Anything else (a key nobody holds, keys on
+    /// several profiles, a profile merged or changed between the two reads) takes the
+    /// transactional path.
+    async fn known_customer(
+        &self,
+        tenant: &str,
+        keys: &[identity::Key],
+    ) -> Result<Option<Profile>, Status> {
+        let hot = &self.service.hot;
+        let holders =
+            futures::future::try_join_all(keys.iter().map(|key| hot.holder(tenant, key.clone())))
+                .await?;
+        let Some(Some(holder)) = holders.first() else {
+            return Ok(None);
+        };
+        if holders.iter().any(|other| other.as_ref() != Some(holder)) {
+            return Ok(None);
+        }
+        match hot.profile(tenant, holder).await? {
+            Some((row, children))
+                if row.state == ProfileState::Active as i32
+                    && keys.iter().all(|key| children.identifiers.contains(key)) =>
+            {
+                Ok(Some(store::compose(&row, &children)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub(super) async fn upsert(
         &self,
         request: Request<UpsertProfileRequest>,
@@ -235,20 +265,15 @@ impl Api {
 
         // The fast path of a known customer: every identifier already on one profile, nothing
         // to write. A call with a request_id takes the recorded path so a retry replays.
-        if request.request_id.is_empty() && !request.lookup_only {
-            let db = &self.service.db;
-            let holders = store::holder_profiles(db, &caller.tenant, &keys).await?;
-            if holders.len() == 1
-                && let Some((held, row)) = holders.into_values().next()
-                && held == keys.len()
-                && row.state == ProfileState::Active as i32
-            {
-                return Ok(ResolveIdentityResponse {
-                    profile: Some(store::assemble(db, &row).await?),
-                    outcome: ResolutionOutcome::Matched as i32,
-                    merge_events: Vec::new(),
-                });
-            }
+        if request.request_id.is_empty()
+            && !request.lookup_only
+            && let Some(known) = self.known_customer(&caller.tenant, &keys).await?
+        {
+            return Ok(ResolveIdentityResponse {
+                profile: Some(known),
+                outcome: ResolutionOutcome::Matched as i32,
+                merge_events: Vec::new(),
+            });
         }
 
         let service = self.service.clone();

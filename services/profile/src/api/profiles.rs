@@ -77,9 +77,12 @@ impl Api {
     ) -> Result<GetProfileResponse, Status> {
         let caller = caller(&request)?;
         let id = store::parse_name(&request.get_ref().name, PROFILES, "name")?;
-        Ok(GetProfileResponse {
-            profile: Some(store::read_profile(&self.service.db, &caller.tenant, id).await?),
-        })
+        match self.service.hot.profile(&caller.tenant, id).await? {
+            Some((row, children)) => Ok(GetProfileResponse {
+                profile: Some(store::compose(&row, &children)?),
+            }),
+            None => Err(Error::not_found(store::profile_name(id)).into()),
+        }
     }
 
     pub(super) async fn update(
@@ -244,7 +247,7 @@ impl Api {
         // A CEL filter is applied to rows as they are read; one call reads at most this many,
         // then hands back a token to go on.
         const SCAN: usize = 5000;
-        let mut profiles = Vec::new();
+        let mut kept = Vec::new();
         let mut scanned = 0;
         let mut next = None;
         'pages: loop {
@@ -276,7 +279,7 @@ impl Api {
                 None => Default::default(),
             };
             for row in rows {
-                if profiles.len() as u64 == page_size {
+                if kept.len() as u64 == page_size {
                     next = after.clone();
                     break 'pages;
                 }
@@ -293,7 +296,7 @@ impl Api {
                     }
                 };
                 if keep {
-                    profiles.push(store::assemble(db, &row).await?);
+                    kept.push(row);
                 }
                 if scanned >= SCAN {
                     next = after.clone();
@@ -305,7 +308,7 @@ impl Api {
             }
         }
         Ok(ListProfilesResponse {
-            profiles,
+            profiles: store::assemble_all(db, &kept).await?,
             next_page_token: next
                 .map(|(created, id)| format!("{created}.{id}.{fingerprint:x}"))
                 .unwrap_or_default(),

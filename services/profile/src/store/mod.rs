@@ -4,8 +4,6 @@
 mod entities;
 mod reads;
 
-use std::collections::BTreeMap;
-
 use prost::Message;
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
@@ -15,7 +13,7 @@ use sea_orm::{
 use throughline_proto::profile::v1::{Consent, Profile, ProfileState};
 
 pub use entities::{consent, identifier, member, merge_event, profile, segment};
-pub use reads::{consent_by_identifier, holder_profiles};
+pub use reads::{Children, ConsentQuery, consents_by_identifier, holders, profiles_with_children};
 
 use crate::error::{Error, Result};
 use crate::identity::Key;
@@ -213,29 +211,6 @@ fn matching(keys: &[Key]) -> Condition {
     })
 }
 
-/// Which profile holds each of `keys` (those held by none are absent).
-pub async fn holders<C: ConnectionTrait>(
-    c: &C,
-    tenant: &str,
-    keys: &[Key],
-) -> Result<BTreeMap<Key, String>> {
-    if keys.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let rows = identifier::Entity::find()
-        .filter(identifier::Column::Tenant.eq(tenant))
-        .filter(matching(keys))
-        .all(c)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let profile = row.profile_id.clone();
-            (key_of(row), profile)
-        })
-        .collect())
-}
-
 /// Gives `keys` to `profile`. A key another writer took meanwhile surfaces as a unique
 /// violation, which the caller's retry settles.
 pub async fn add_identifiers<C: ConnectionTrait>(
@@ -329,19 +304,27 @@ pub async fn segments_of<C: ConnectionTrait>(
 /// The profile as callers see it: its row, identifiers, current consents and segments
 /// (two queries: the row, then everything it holds).
 pub async fn assemble<C: ConnectionTrait>(c: &C, row: &profile::Model) -> Result<Profile> {
-    let children = reads::children(c, &row.tenant, &row.id).await?;
-    compose(row, &children)
+    let mut profiles = assemble_all(c, std::slice::from_ref(row)).await?;
+    Ok(profiles.pop().unwrap_or_default())
 }
 
-/// A profile as callers see it, in one query; NOT_FOUND when the tenant has no such profile.
-pub async fn read_profile<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Result<Profile> {
-    match reads::profile_with_children(c, tenant, id).await? {
-        Some((row, children)) => compose(&row, &children),
-        None => Err(Error::not_found(profile_name(id))),
-    }
+/// [`assemble`] of many rows of one tenant, with one query for everything they hold.
+pub async fn assemble_all<C: ConnectionTrait>(
+    c: &C,
+    rows: &[profile::Model],
+) -> Result<Vec<Profile>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+    let children = reads::children_of(c, &first.tenant, &ids).await?;
+    let none = Children::default();
+    rows.iter()
+        .map(|row| compose(row, children.get(&row.id).unwrap_or(&none)))
+        .collect()
 }
 
-fn compose(row: &profile::Model, children: &reads::Children) -> Result<Profile> {
+pub fn compose(row: &profile::Model, children: &Children) -> Result<Profile> {
     let mut profile = decode_data(&row.data)?;
     profile.name = profile_name(&row.id);
     profile.state = row.state;

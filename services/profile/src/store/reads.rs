@@ -3,7 +3,7 @@
 //! holding a set of identifiers in one. Plain SQL valid on SQLite and PostgreSQL alike, with
 //! each backend's placeholders.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Value};
 
@@ -33,7 +33,7 @@ fn statement<C: ConnectionTrait>(c: &C, sql: &str, values: Vec<Value>) -> Statem
 }
 
 /// What a profile holds besides its row.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Children {
     pub identifiers: Vec<Key>,
     /// The current decision of each (channel, purpose).
@@ -42,84 +42,137 @@ pub struct Children {
     pub segments: Vec<(String, i64)>,
 }
 
-/// The union of a profile's identifiers, current consents and memberships; with `blob`, each
-/// branch also has a NULL column `b` of that type, to stand beside the profile's own row.
-fn children_sql(blob: Option<&str>) -> String {
+/// `IN (?, ?, …)` for `n` values.
+fn placeholders(n: usize) -> String {
+    let mut list = String::with_capacity(3 * n + 2);
+    list.push('(');
+    for i in 0..n {
+        list.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+    list.push(')');
+    list
+}
+
+/// The ids of a batch, padded to a power of two by repeating the last: a handful of statement
+/// shapes, each prepared once per connection, instead of one per batch size.
+fn padded(ids: &[String]) -> Vec<Value> {
+    let mut values: Vec<Value> = ids.iter().map(|id| id.as_str().into()).collect();
+    if let Some(last) = ids.last() {
+        values.resize(ids.len().next_power_of_two(), last.as_str().into());
+    }
+    values
+}
+
+/// The union of the identifiers, current consents and memberships of the profiles in a list of
+/// `n` ids, each row with its profile (`pid`); with `blob`, each branch also has a NULL column
+/// `b` of that type, to stand beside the profiles' own rows.
+fn children_sql(n: usize, blob: Option<&str>) -> String {
     let b = blob.map_or(String::new(), |t| format!(", CAST(NULL AS {t}) AS b"));
+    let ids = placeholders(n);
     format!(
-        "SELECT 'i' AS k, CAST(kind AS BIGINT) AS n1, CAST(created_us AS BIGINT) AS n2, \
-                CAST(0 AS BIGINT) AS n3, CAST(0 AS BIGINT) AS n4, CAST(0 AS BIGINT) AS n5, \
-                CAST(0 AS BIGINT) AS n6, source AS t1, value AS t2, '' AS t3{b} \
-           FROM profile_identifiers WHERE tenant = ? AND profile_id = ? \
+        "SELECT 'i' AS k, profile_id AS pid, CAST(kind AS BIGINT) AS n1, \
+                CAST(created_us AS BIGINT) AS n2, CAST(0 AS BIGINT) AS n3, CAST(0 AS BIGINT) AS n4, \
+                CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, source AS t1, value AS t2, \
+                '' AS t3{b} \
+           FROM profile_identifiers WHERE tenant = ? AND profile_id IN {ids} \
          UNION ALL \
-         SELECT 'c', CAST(channel AS BIGINT), CAST(purpose AS BIGINT), CAST(status AS BIGINT), \
-                CAST(effective_us AS BIGINT), CAST(record_us AS BIGINT), CAST(id AS BIGINT), \
-                source, evidence, recorded_by{b} \
-           FROM profile_consents c WHERE c.tenant = ? AND c.profile_id = ? AND NOT EXISTS ( \
+         SELECT 'c', profile_id, CAST(channel AS BIGINT), CAST(purpose AS BIGINT), \
+                CAST(status AS BIGINT), CAST(effective_us AS BIGINT), CAST(record_us AS BIGINT), \
+                CAST(id AS BIGINT), source, evidence, recorded_by{b} \
+           FROM profile_consents c WHERE c.tenant = ? AND c.profile_id IN {ids} AND NOT EXISTS ( \
                 SELECT 1 FROM profile_consents d \
                  WHERE d.profile_id = c.profile_id AND d.channel = c.channel \
                    AND d.purpose = c.purpose \
                    AND (d.effective_us > c.effective_us \
                         OR (d.effective_us = c.effective_us AND d.id > c.id))) \
          UNION ALL \
-         SELECT 'm', CAST(enter_us AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+         SELECT 'm', profile_id, CAST(enter_us AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
                 CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), segment_id, '', ''{b} \
-           FROM profile_segment_members WHERE tenant = ? AND profile_id = ?"
+           FROM profile_segment_members WHERE tenant = ? AND profile_id IN {ids}"
     )
 }
 
-pub async fn children<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Result<Children> {
-    let values: Vec<Value> = (0..3).flat_map(|_| [tenant.into(), id.into()]).collect();
-    let rows = c
-        .query_all_raw(statement(c, &children_sql(None), values))
-        .await?;
-    collect(rows, tenant, id).map(|(_, children)| children)
-}
-
-/// A profile's row and everything it holds in one round trip (GetProfile's path); `None`
-/// when the tenant has no such profile.
-pub async fn profile_with_children<C: ConnectionTrait>(
+/// What each of `rows`' profiles holds, in one query.
+pub async fn children_of<C: ConnectionTrait>(
     c: &C,
     tenant: &str,
-    id: &str,
-) -> Result<Option<(profile::Model, Children)>> {
+    ids: &[String],
+) -> Result<HashMap<String, Children>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = padded(ids);
+    let mut values: Vec<Value> = Vec::with_capacity(3 * (ids.len() + 1));
+    for _ in 0..3 {
+        values.push(tenant.into());
+        values.extend(ids.iter().cloned());
+    }
+    let rows = c
+        .query_all_raw(statement(c, &children_sql(ids.len(), None), values))
+        .await?;
+    let (_, children) = collect(rows, tenant)?;
+    Ok(children)
+}
+
+/// The rows of the profiles `ids` and everything they hold, in one round trip (GetProfile's
+/// path); a profile the tenant does not have is absent from the answer.
+pub async fn profiles_with_children<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    ids: &[String],
+) -> Result<HashMap<String, (profile::Model, Children)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let blob = if c.get_database_backend() == DatabaseBackend::Postgres {
         "BYTEA"
     } else {
         "BLOB"
     };
+    let ids = padded(ids);
     let sql = format!(
-        "SELECT 'p' AS k, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
+        "SELECT 'p' AS k, id AS pid, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
                 CAST(created_us AS BIGINT) AS n3, CAST(updated_us AS BIGINT) AS n4, \
                 CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, \
                 COALESCE(merged_into, '') AS t1, '' AS t2, '' AS t3, data AS b \
-           FROM profile_profiles WHERE tenant = ? AND id = ? \
+           FROM profile_profiles WHERE tenant = ? AND id IN {} \
          UNION ALL {}",
-        children_sql(Some(blob))
+        placeholders(ids.len()),
+        children_sql(ids.len(), Some(blob))
     );
-    let values: Vec<Value> = (0..4).flat_map(|_| [tenant.into(), id.into()]).collect();
+    let mut values: Vec<Value> = Vec::with_capacity(4 * (ids.len() + 1));
+    for _ in 0..4 {
+        values.push(tenant.into());
+        values.extend(ids.iter().cloned());
+    }
     let rows = c.query_all_raw(statement(c, &sql, values)).await?;
-    let (row, children) = collect(rows, tenant, id)?;
-    Ok(row.map(|row| (row, children)))
+    let (mut rows, mut children) = collect(rows, tenant)?;
+    Ok(rows
+        .drain()
+        .map(|(id, row)| {
+            let held = children.remove(&id).unwrap_or_default();
+            (id, (row, held))
+        })
+        .collect())
 }
 
-fn collect(
-    rows: Vec<QueryResult>,
-    tenant: &str,
-    id: &str,
-) -> Result<(Option<profile::Model>, Children)> {
-    let mut found = None;
-    let mut children = Children::default();
-    let mut identifiers = Vec::new();
+/// The profiles' rows and their children, by profile id.
+type Collected = (HashMap<String, profile::Model>, HashMap<String, Children>);
+
+fn collect(rows: Vec<QueryResult>, tenant: &str) -> Result<Collected> {
+    let mut found = HashMap::new();
+    let mut children: HashMap<String, Children> = HashMap::new();
+    let mut identifiers: HashMap<String, Vec<(i64, Key)>> = HashMap::new();
     for row in rows {
         let kind: String = row.try_get("", "k")?;
+        let id: String = row.try_get("", "pid")?;
         let n = |name: &str| row.try_get::<i64>("", name);
         let t = |name: &str| row.try_get::<String>("", name);
         match kind.as_str() {
             "p" => {
                 let merged_into = t("t1")?;
-                found = Some(profile::Model {
-                    id: id.to_owned(),
+                let model = profile::Model {
+                    id: id.clone(),
                     tenant: tenant.to_owned(),
                     state: i32::try_from(n("n1")?).unwrap_or_default(),
                     merged_into: (!merged_into.is_empty()).then_some(merged_into),
@@ -127,9 +180,10 @@ fn collect(
                     version: n("n2")?,
                     created_us: n("n3")?,
                     updated_us: n("n4")?,
-                });
+                };
+                found.insert(id, model);
             }
-            "i" => identifiers.push((
+            "i" => identifiers.entry(id).or_default().push((
                 n("n2")?,
                 Key {
                     kind: i32::try_from(n("n1")?).unwrap_or_default(),
@@ -137,61 +191,95 @@ fn collect(
                     value: t("t2")?,
                 },
             )),
-            "c" => children.consents.push(consent::Model {
-                id: n("n6")?,
-                tenant: tenant.to_owned(),
-                profile_id: id.to_owned(),
-                channel: i32::try_from(n("n1")?).unwrap_or_default(),
-                purpose: i32::try_from(n("n2")?).unwrap_or_default(),
-                status: i32::try_from(n("n3")?).unwrap_or_default(),
-                source: t("t1")?,
-                evidence: t("t2")?,
-                effective_us: n("n4")?,
-                record_us: n("n5")?,
-                recorded_by: t("t3")?,
-            }),
-            _ => children.segments.push((t("t1")?, n("n1")?)),
+            "c" => {
+                let decision = consent::Model {
+                    id: n("n6")?,
+                    tenant: tenant.to_owned(),
+                    profile_id: id.clone(),
+                    channel: i32::try_from(n("n1")?).unwrap_or_default(),
+                    purpose: i32::try_from(n("n2")?).unwrap_or_default(),
+                    status: i32::try_from(n("n3")?).unwrap_or_default(),
+                    source: t("t1")?,
+                    evidence: t("t2")?,
+                    effective_us: n("n4")?,
+                    record_us: n("n5")?,
+                    recorded_by: t("t3")?,
+                };
+                children.entry(id).or_default().consents.push(decision);
+            }
+            _ => {
+                let membership = (t("t1")?, n("n1")?);
+                children.entry(id).or_default().segments.push(membership);
+            }
         }
     }
-    identifiers.sort_by(|a, b| (a.0, a.1.kind, &a.1.value).cmp(&(b.0, b.1.kind, &b.1.value)));
-    children.identifiers = identifiers.into_iter().map(|(_, key)| key).collect();
-    children.consents.sort_by_key(|c| (c.channel, c.purpose));
-    children.segments.sort();
+    for (id, mut keys) in identifiers {
+        keys.sort_by(|a, b| (a.0, a.1.kind, &a.1.value).cmp(&(b.0, b.1.kind, &b.1.value)));
+        children.entry(id).or_default().identifiers = keys.into_iter().map(|(_, k)| k).collect();
+    }
+    for held in children.values_mut() {
+        held.consents.sort_by_key(|c| (c.channel, c.purpose));
+        held.segments.sort();
+    }
     Ok((found, children))
 }
 
-/// The profile holding `key` and its current decision for (channel, purpose), in one query.
-pub async fn consent_by_identifier<C: ConnectionTrait>(
+/// A CheckConsent by identifier: who holds `key`, and their decision for (channel, purpose).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsentQuery {
+    pub key: Key,
+    pub channel: i32,
+    pub purpose: i32,
+}
+
+/// For each query, the profile holding its identifier and that profile's current decision for
+/// the query's (channel, purpose), in one query; a query whose identifier nobody holds is
+/// absent from the answer.
+pub async fn consents_by_identifier<C: ConnectionTrait>(
     c: &C,
     tenant: &str,
-    key: &Key,
-    channel: i32,
-    purpose: i32,
-) -> Result<Option<(String, Option<consent::Model>)>> {
-    let sql = "\
-SELECT i.profile_id AS holder, c.* FROM profile_identifiers i \
-  LEFT JOIN profile_consents c ON c.id = ( \
-       SELECT d.id FROM profile_consents d \
-        WHERE d.tenant = i.tenant AND d.profile_id = i.profile_id AND d.channel = ? AND d.purpose = ? \
-        ORDER BY d.effective_us DESC, d.id DESC LIMIT 1) \
- WHERE i.tenant = ? AND i.kind = ? AND i.source = ? AND i.value = ?";
-    let values: Vec<Value> = vec![
-        channel.into(),
-        purpose.into(),
-        tenant.into(),
-        key.kind.into(),
-        key.source.clone().into(),
-        key.value.clone().into(),
-    ];
-    let Some(row) = c.query_one_raw(statement(c, sql, values)).await? else {
-        return Ok(None);
+    queries: &[ConsentQuery],
+) -> Result<HashMap<ConsentQuery, (String, Option<consent::Model>)>> {
+    let mut values = Vec::with_capacity(5 * queries.len().next_power_of_two() + 1);
+    let Some(list) = values_of(queries, &mut values, |query| {
+        vec![
+            query.key.kind.into(),
+            query.key.source.as_str().into(),
+            query.key.value.as_str().into(),
+            query.channel.into(),
+            query.purpose.into(),
+        ]
+    }) else {
+        return Ok(HashMap::new());
     };
-    let holder: String = row.try_get("", "holder")?;
-    let decision = match row.try_get::<Option<i64>>("", "id")? {
-        None => None,
-        Some(_) => Some(consent_row(&row)?),
-    };
-    Ok(Some((holder, decision)))
+    let sql = format!(
+        "SELECT i.kind AS q_kind, i.source AS q_source, i.value AS q_value, \
+                q.column4 AS q_channel, q.column5 AS q_purpose, i.profile_id AS holder, c.* \
+           FROM {list} \
+           JOIN profile_identifiers i ON i.tenant = ? AND i.kind = q.column1 \
+                AND i.source = q.column2 AND i.value = q.column3 \
+           LEFT JOIN profile_consents c ON c.id = ( \
+                SELECT d.id FROM profile_consents d \
+                 WHERE d.tenant = i.tenant AND d.profile_id = i.profile_id \
+                   AND d.channel = q.column4 AND d.purpose = q.column5 \
+                 ORDER BY d.effective_us DESC, d.id DESC LIMIT 1)"
+    );
+    values.push(tenant.into());
+    let mut found = HashMap::with_capacity(queries.len());
+    for row in c.query_all_raw(statement(c, &sql, values)).await? {
+        let query = ConsentQuery {
+            key: key_of(&row)?,
+            channel: row.try_get("", "q_channel")?,
+            purpose: row.try_get("", "q_purpose")?,
+        };
+        let holder: String = row.try_get("", "holder")?;
+        let decision = match row.try_get::<Option<i64>>("", "id")? {
+            None => None,
+            Some(_) => Some(consent_row(&row)?),
+        };
+        found.insert(query, (holder, decision));
+    }
+    Ok(found)
 }
 
 fn consent_row(row: &QueryResult) -> Result<consent::Model> {
@@ -210,49 +298,66 @@ fn consent_row(row: &QueryResult) -> Result<consent::Model> {
     })
 }
 
-/// The rows of the profiles holding `keys`, with how many of the keys each holds, in one
-/// query: the read-only path of ResolveIdentity.
-pub async fn holder_profiles<C: ConnectionTrait>(
+/// The profile holding each of `keys`, in one query; a key nobody holds is absent from the
+/// answer.
+pub async fn holders<C: ConnectionTrait>(
     c: &C,
     tenant: &str,
     keys: &[Key],
-) -> Result<BTreeMap<String, (usize, profile::Model)>> {
-    if keys.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let mut sql = String::from(
-        "SELECT p.id, p.tenant, p.state, p.merged_into, p.data, p.version, p.created_us, \
-                p.updated_us \
-           FROM profile_identifiers i JOIN profile_profiles p ON p.id = i.profile_id \
-          WHERE i.tenant = ? AND p.tenant = ? AND (",
-    );
-    let mut values: Vec<Value> = vec![tenant.into(), tenant.into()];
-    for (index, key) in keys.iter().enumerate() {
-        if index > 0 {
-            sql.push_str(" OR ");
-        }
-        sql.push_str("(i.kind = ? AND i.source = ? AND i.value = ?)");
-        values.extend([
+) -> Result<BTreeMap<Key, String>> {
+    let mut values = Vec::with_capacity(3 * keys.len().next_power_of_two() + 1);
+    let Some(list) = values_of(keys, &mut values, |key| {
+        vec![
             key.kind.into(),
-            key.source.clone().into(),
-            key.value.clone().into(),
-        ]);
+            key.source.as_str().into(),
+            key.value.as_str().into(),
+        ]
+    }) else {
+        return Ok(BTreeMap::new());
+    };
+    let sql = format!(
+        "SELECT i.kind AS q_kind, i.source AS q_source, i.value AS q_value, \
+                i.profile_id AS holder \
+           FROM {list} \
+           JOIN profile_identifiers i ON i.tenant = ? AND i.kind = q.column1 \
+                AND i.source = q.column2 AND i.value = q.column3"
+    );
+    values.push(tenant.into());
+    let mut found = BTreeMap::new();
+    for row in c.query_all_raw(statement(c, &sql, values)).await? {
+        found.insert(key_of(&row)?, row.try_get("", "holder")?);
     }
-    sql.push(')');
-    let rows = c.query_all_raw(statement(c, &sql, values)).await?;
-    let mut holders: BTreeMap<String, (usize, profile::Model)> = BTreeMap::new();
-    for row in rows {
-        let model = profile::Model {
-            id: row.try_get("", "id")?,
-            tenant: row.try_get("", "tenant")?,
-            state: row.try_get("", "state")?,
-            merged_into: row.try_get("", "merged_into")?,
-            data: row.try_get("", "data")?,
-            version: row.try_get("", "version")?,
-            created_us: row.try_get("", "created_us")?,
-            updated_us: row.try_get("", "updated_us")?,
-        };
-        holders.entry(model.id.clone()).or_insert((0, model)).0 += 1;
+    Ok(found)
+}
+
+/// `(VALUES (?, …), …) AS q` of `items`, their values pushed onto `values`; padded to a power
+/// of two rows like the id lists (repeated rows add duplicate results, which the callers' maps
+/// absorb). `None` for no items.
+fn values_of<T>(
+    items: &[T],
+    values: &mut Vec<Value>,
+    row: impl Fn(&T) -> Vec<Value>,
+) -> Option<String> {
+    let last = items.last()?;
+    let mut list = String::from("(VALUES ");
+    for index in 0..items.len().next_power_of_two() {
+        let item_values = row(items.get(index).unwrap_or(last));
+        list.push_str(if index == 0 { "(" } else { ", (" });
+        for position in 0..item_values.len() {
+            list.push_str(if position == 0 { "?" } else { ", ?" });
+        }
+        list.push(')');
+        values.extend(item_values);
     }
-    Ok(holders)
+    list.push_str(") AS q");
+    Some(list)
+}
+
+/// The identifier of a row with `q_kind`, `q_source` and `q_value`.
+fn key_of(row: &QueryResult) -> Result<Key> {
+    Ok(Key {
+        kind: row.try_get("", "q_kind")?,
+        source: row.try_get("", "q_source")?,
+        value: row.try_get("", "q_value")?,
+    })
 }

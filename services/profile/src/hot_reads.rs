@@ -1,0 +1,124 @@
+//! The reads every channel and every other service makes most often: GetProfile, CheckConsent
+//! by identifier and the lookup behind ResolveIdentity of a known customer. Each goes through
+//! the runtime's read batcher, so callers arriving together share one query (see
+//! `throughline_runtime::batch` for why that multiplies throughput and what a caller still
+//! sees). Writes and reads inside a transaction never come here: they must see their own
+//! transaction.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+
+use sea_orm::DatabaseConnection;
+use throughline_runtime::batch::Batcher;
+use tonic::Status;
+
+use crate::error::Result;
+use crate::identity::Key;
+use crate::store::{self, Children, ConsentQuery, consent, profile};
+
+/// Loader tasks per kind of read; each holds one pooled connection while it reads.
+const LOADERS: usize = 4;
+/// Most keys one query reads (the padded statement then binds at most ~1,300 values).
+const MAX_BATCH: usize = 256;
+
+type ProfileRead = Option<(profile::Model, Children)>;
+type ConsentRead = Option<(String, Option<consent::Model>)>;
+
+#[derive(Debug, Clone)]
+pub struct HotReads {
+    profiles: Batcher<(String, String), ProfileRead>,
+    consents: Batcher<(String, ConsentQuery), ConsentRead>,
+    holders: Batcher<(String, Key), Option<String>>,
+}
+
+impl HotReads {
+    /// Starts the loaders on `db`'s pool. Must be called within a Tokio runtime.
+    pub fn start(db: &DatabaseConnection) -> Self {
+        let on = db.clone();
+        let profiles = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
+            let db = on.clone();
+            async move {
+                per_tenant(keys, |tenant, ids: Vec<String>| {
+                    let db = db.clone();
+                    async move { store::profiles_with_children(&db, &tenant, &ids).await }
+                })
+                .await
+            }
+        });
+        let on = db.clone();
+        let consents = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
+            let db = on.clone();
+            async move {
+                per_tenant(keys, |tenant, queries: Vec<ConsentQuery>| {
+                    let db = db.clone();
+                    async move { store::consents_by_identifier(&db, &tenant, &queries).await }
+                })
+                .await
+            }
+        });
+        let on = db.clone();
+        let holders = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
+            let db = on.clone();
+            async move {
+                per_tenant(keys, |tenant, keys: Vec<Key>| {
+                    let db = db.clone();
+                    async move {
+                        let found = store::holders(&db, &tenant, &keys).await?;
+                        Ok(found.into_iter().collect())
+                    }
+                })
+                .await
+            }
+        });
+        Self {
+            profiles,
+            consents,
+            holders,
+        }
+    }
+
+    /// A profile's row and everything it holds; `None` when the tenant has no such profile.
+    pub async fn profile(&self, tenant: &str, id: &str) -> Result<ProfileRead, Status> {
+        self.profiles.load((tenant.to_owned(), id.to_owned())).await
+    }
+
+    /// Who holds `query.key`, and their current decision for its (channel, purpose); `None`
+    /// when nobody holds it.
+    pub async fn consent(&self, tenant: &str, query: ConsentQuery) -> Result<ConsentRead, Status> {
+        self.consents.load((tenant.to_owned(), query)).await
+    }
+
+    /// The profile holding `key`, if any.
+    pub async fn holder(&self, tenant: &str, key: Key) -> Result<Option<String>, Status> {
+        self.holders.load((tenant.to_owned(), key)).await
+    }
+}
+
+/// Reads a batch that may mix tenants with one query per tenant (every query names its
+/// tenant), and answers each key in the batch's order.
+async fn per_tenant<K, V, F, Fut>(keys: Vec<(String, K)>, read: F) -> Result<Vec<Option<V>>, Status>
+where
+    K: Clone + Eq + Hash,
+    V: Clone,
+    F: Fn(String, Vec<K>) -> Fut,
+    Fut: Future<Output = Result<HashMap<K, V>>>,
+{
+    let mut groups: HashMap<&str, Vec<K>> = HashMap::new();
+    for (tenant, key) in &keys {
+        groups.entry(tenant.as_str()).or_default().push(key.clone());
+    }
+    let mut found: HashMap<&str, HashMap<K, V>> = HashMap::with_capacity(groups.len());
+    for (tenant, group) in groups {
+        found.insert(tenant, read(tenant.to_owned(), group).await?);
+    }
+    Ok(keys
+        .iter()
+        .map(|(tenant, key)| {
+            found
+                .get(tenant.as_str())
+                .and_then(|values| values.get(key))
+                .cloned()
+        })
+        .collect())
+}
