@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+mod profile_resolver;
 pub mod services;
 
 pub use config::{ALL_SERVICES, Config};

@@ -8,6 +8,7 @@ use throughline_runtime::events::{Consumer, Subscription};
 use throughline_runtime::server::GrpcServer;
 
 use crate::config::Config;
+use crate::profile_resolver::ProfileResolver;
 
 /// One service as the binary sees it.
 pub struct ServiceEntry {
@@ -48,8 +49,11 @@ pub const SERVICES: [ServiceEntry; 5] = [
                 event_types: throughline_interaction::profile_event_types(),
                 handler: throughline_interaction::profile_events_handler(),
             });
+            let resolver = ProfileResolver::new(server.peers().clone());
             server.add_service(
-                throughline_interaction::Service::new(db, config.interaction.clone()).grpc(),
+                throughline_interaction::Service::new(db, config.interaction.clone())
+                    .with_resolver(std::sync::Arc::new(resolver))
+                    .grpc(),
             );
         },
     },

@@ -127,6 +127,11 @@ impl GrpcServer {
         self
     }
 
+    /// Where the other services are, for services that call them.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
     /// Consumes another service's events while the process serves.
     pub fn add_subscription(&mut self, subscription: Subscription) -> &mut Self {
         self.subscriptions.push(subscription);

@@ -1,0 +1,124 @@
+//! With the profile service deployed, an interaction recorded by identifier lands on the
+//! profile that identifier belongs to (created when none holds it), so the timeline by profile
+//! and the timeline by identifier are one story. Without it, identifiers are stored as given
+//! (the interaction tests that run the interaction service alone show that).
+#![allow(clippy::unwrap_used)]
+
+mod interaction_support;
+
+use interaction_support::*;
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_proto::common::v1::customer_ref::Customer;
+use throughline_proto::common::v1::{Channel, CustomerRef, Identifier, IdentifierType};
+use throughline_proto::interaction::v1::ListInteractionsRequest;
+use throughline_proto::profile::v1::{ResolutionOutcome, ResolveIdentityRequest};
+
+fn by_email(address: &str) -> CustomerRef {
+    CustomerRef {
+        customer: Some(Customer::Identifier(Identifier {
+            r#type: IdentifierType::Email as i32,
+            value: address.into(),
+            source: String::new(),
+        })),
+    }
+}
+
+on_both_databases!(
+    identifiers_resolve_to_profiles_when_the_profile_service_is_deployed,
+    |test_db: TestDatabase| async move {
+        let suite = TestSuite::start(&["profile", "interaction"], &test_db).await;
+        let clients = suite
+            .clients(&token(
+                "acme",
+                &[
+                    "interaction:read",
+                    "interaction:write",
+                    "profile:read",
+                    "profile:write",
+                ],
+            ))
+            .await;
+        let (mut interactions, mut profiles) = (clients.interaction, clients.profile);
+
+        // Nobody holds the address yet: recording creates the profile.
+        let first = interactions
+            .record_interaction(item("web-1", by_email("Ada@Example.com"), Channel::Web, 10))
+            .await
+            .unwrap()
+            .into_inner()
+            .interaction
+            .unwrap();
+        assert!(first.profile.starts_with("profiles/"), "{first:?}");
+        let known = profiles
+            .resolve_identity(ResolveIdentityRequest {
+                identifiers: vec![Identifier {
+                    r#type: IdentifierType::Email as i32,
+                    value: "ada@example.com".into(),
+                    source: String::new(),
+                }],
+                lookup_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(known.outcome, ResolutionOutcome::Matched as i32);
+        assert_eq!(known.profile.unwrap().name, first.profile);
+
+        // A later touchpoint by the same address, and one by the profile itself, join it.
+        let second = interactions
+            .record_interaction(item(
+                "call-1",
+                by_email("ada@example.com"),
+                Channel::Phone,
+                20,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .interaction
+            .unwrap();
+        assert_eq!(second.profile, first.profile);
+        let id = first.profile.trim_start_matches("profiles/").to_owned();
+        interactions
+            .record_interaction(item("chat-1", profile(&id), Channel::Chat, 30))
+            .await
+            .unwrap();
+
+        let timeline: Vec<String> = interactions
+            .list_interactions(ListInteractionsRequest {
+                customer: Some(profile(&id)),
+                page_size: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .interactions
+            .into_iter()
+            .map(|interaction| interaction.name)
+            .collect();
+        assert_eq!(
+            timeline,
+            [
+                "interactions/chat-1",
+                "interactions/call-1",
+                "interactions/web-1"
+            ]
+        );
+
+        // Another tenant's identical address is another customer.
+        let other = suite
+            .clients(&token("globex", &["interaction:write"]))
+            .await
+            .interaction
+            .record_interaction(item("web-1", by_email("ada@example.com"), Channel::Web, 10))
+            .await
+            .unwrap()
+            .into_inner()
+            .interaction
+            .unwrap();
+        assert!(other.profile.starts_with("profiles/"));
+        assert_ne!(other.profile, first.profile);
+    }
+);
