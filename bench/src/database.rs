@@ -32,6 +32,48 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Reads every table and index of `schema` into the operating system's page cache, so that a
+/// scenario over a large seeded population measures a warm database (as a production server
+/// keeps its working set in memory) rather than how fast this machine's disk refills a cache
+/// that idle time emptied (the kernel here reclaims cold pages proactively). Uses
+/// `pg_prewarm`'s `read` mode where the extension can be created, else a sequential scan of
+/// each table (which leaves the indexes cold, and says so).
+pub async fn warm(db: &impl ConnectionTrait, schema: &str) -> Result<(), BenchError> {
+    let relations = |kinds: &str| {
+        format!(
+            "SELECT c.oid::regclass::text FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = '{schema}' AND c.relkind IN ({kinds})"
+        )
+    };
+    if db
+        .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        .await
+        .is_ok()
+    {
+        let sql = format!(
+            "SELECT pg_prewarm(oid, 'read') FROM ({}) AS r(name) \
+               JOIN pg_class ON pg_class.oid = r.name::regclass",
+            relations("'r', 'i'")
+        );
+        db.execute_unprepared(&sql).await.map_err(setup_error)?;
+        return Ok(());
+    }
+    eprintln!("pg_prewarm is not available: warming {schema}'s tables only");
+    let backend = db.get_database_backend();
+    let tables = db
+        .query_all_raw(sea_orm::Statement::from_string(backend, relations("'r'")))
+        .await
+        .map_err(setup_error)?;
+    for table in tables {
+        let name: String = table.try_get_by_index(0).map_err(setup_error)?;
+        db.execute_unprepared(&format!("SELECT count(*) FROM {name}"))
+            .await
+            .map_err(setup_error)?;
+    }
+    Ok(())
+}
+
 /// A database for one measurement; PostgreSQL databases are dropped with [`drop_now`].
 ///
 /// [`drop_now`]: BenchDatabase::drop_now
