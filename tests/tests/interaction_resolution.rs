@@ -10,8 +10,12 @@ use interaction_support::*;
 use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Identifier, IdentifierType};
-use throughline_proto::interaction::v1::ListInteractionsRequest;
-use throughline_proto::profile::v1::{ResolutionOutcome, ResolveIdentityRequest};
+use throughline_proto::interaction::v1::{
+    ContextPart, GetCustomerContextRequest, ListInteractionsRequest,
+};
+use throughline_proto::profile::v1::{
+    CreateProfileRequest, Preferences, Profile, ResolutionOutcome, ResolveIdentityRequest,
+};
 
 fn by_email(address: &str) -> CustomerRef {
     CustomerRef {
@@ -105,6 +109,58 @@ on_both_databases!(
                 "interactions/call-1",
                 "interactions/web-1"
             ]
+        );
+
+        // A customer the profile service knows: the context greets them by name.
+        let grace = profiles
+            .create_profile(CreateProfileRequest {
+                profile: Some(Profile {
+                    email: "grace@example.com".into(),
+                    given_name: "Grace".into(),
+                    preferences: Some(Preferences {
+                        language: "en-GB".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        let call = interactions
+            .record_interaction(item(
+                "call-2",
+                by_email("grace@example.com"),
+                Channel::Phone,
+                40,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .interaction
+            .unwrap();
+        assert_eq!(call.profile, grace.name);
+        let context = interactions
+            .get_customer_context(GetCustomerContextRequest {
+                customer: Some(by_email("grace@example.com")),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .context
+            .unwrap();
+        assert_eq!(context.profile, grace.name);
+        let summary = context.profile_summary.unwrap();
+        assert_eq!(
+            (summary.given_name.as_str(), summary.language.as_str()),
+            ("Grace", "en-GB")
+        );
+        assert_eq!(
+            context.unavailable_parts,
+            [ContextPart::Journeys as i32, ContextPart::Feedback as i32]
         );
 
         // Another tenant's identical address is another customer.

@@ -4,10 +4,11 @@
 //! *timeline key*: the profile the customer resolves to (after merges), or the key itself when
 //! the customer is not resolved to a profile.
 //!
-//! Resolution goes through a [`CustomerResolver`]. Until the profile service is wired in, the
-//! service uses [`StoreAsGiven`]: a profile reference resolves to itself and an identifier stays
-//! unresolved, stored as given. A resolver backed by the profile service's `ResolveIdentity`
-//! plugs in with [`crate::Service::with_resolver`] without touching the store.
+//! Resolution goes through a [`CustomerResolver`]. Where the profile service is not deployed,
+//! the service uses [`StoreAsGiven`]: a profile reference resolves to itself and an identifier
+//! stays unresolved, stored as given. The binary plugs in a resolver backed by the profile
+//! service's `ResolveIdentity` with [`crate::Service::with_resolver`]; the store does not
+//! change.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{CustomerRef, Identifier, IdentifierType};
+use throughline_proto::interaction::v1::ProfileSummary;
 use throughline_runtime::{Error, FieldViolation};
 
 const PROFILE_PREFIX: &str = "profiles/";
@@ -173,7 +175,22 @@ pub trait CustomerResolver: fmt::Debug + Send + Sync {
         tenant: &'a str,
         keys: &'a [CustomerKey],
     ) -> BoxFuture<'a, Result<Vec<Option<String>>, Error>>;
+
+    /// What an agent needs to greet `profile` (`profiles/{id}`), for the customer context:
+    /// `Ok(None)` when there is no such profile, `Err(Unavailable)` when the profile service is
+    /// not deployed or did not answer in time.
+    fn summary<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _profile: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ProfileSummary>, Unavailable>> {
+        Box::pin(async { Err(Unavailable) })
+    }
 }
+
+/// A part of the customer context whose service is not deployed or did not answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
 
 /// The resolver while the profile service is not deployed: a profile reference is that
 /// profile, an identifier is stored as given and not resolved.

@@ -2,20 +2,26 @@
 //! deployed (hosted here or at `endpoints.profile`): an identifier becomes the profile it
 //! belongs to, created when none holds it, by `ResolveIdentity` and its rules (a cookie
 //! profile merges into a known one, conflicting CRM ids are refused). Where the profile service
-//! is not deployed, identifiers are stored as given.
+//! is not deployed, identifiers are stored as given. The same resolver fills the profile part
+//! of the customer context.
+
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt, stream};
-use throughline_interaction::customer::{CustomerKey, CustomerResolver, StoreAsGiven};
+use throughline_interaction::customer::{CustomerKey, CustomerResolver, StoreAsGiven, Unavailable};
 use throughline_proto::common::v1::customer_ref::Customer;
-use throughline_proto::profile::v1::ResolveIdentityRequest;
+use throughline_proto::interaction::v1::ProfileSummary;
 use throughline_proto::profile::v1::profile_service_client::ProfileServiceClient;
+use throughline_proto::profile::v1::{GetProfileRequest, ResolveIdentityRequest};
 use throughline_runtime::Error;
 use throughline_runtime::peers::{PeerChannel, Peers};
 use tonic::Code;
 
 /// Distinct customers of one batch resolved at once.
 const CONCURRENT_RESOLUTIONS: usize = 16;
+/// How long the customer context waits for the profile part before listing it unavailable.
+const SUMMARY_DEADLINE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct ProfileResolver {
@@ -49,6 +55,37 @@ impl CustomerResolver for ProfileResolver {
                 .buffered(CONCURRENT_RESOLUTIONS)
                 .try_collect()
                 .await
+        })
+    }
+
+    fn summary<'a>(
+        &'a self,
+        tenant: &'a str,
+        profile: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ProfileSummary>, Unavailable>> {
+        Box::pin(async move {
+            let Ok(Some(channel)) = self.peers.channel(throughline_profile::NAME, Some(tenant))
+            else {
+                return Err(Unavailable);
+            };
+            let request = GetProfileRequest {
+                name: profile.to_owned(),
+            };
+            let mut client = ProfileServiceClient::new(channel);
+            match tokio::time::timeout(SUMMARY_DEADLINE, client.get_profile(request)).await {
+                Ok(Ok(response)) => Ok(response.into_inner().profile.map(|profile| {
+                    let preferences = profile.preferences.unwrap_or_default();
+                    ProfileSummary {
+                        given_name: profile.given_name,
+                        family_name: profile.family_name,
+                        language: preferences.language,
+                        time_zone: preferences.time_zone,
+                        segments: profile.segments,
+                    }
+                })),
+                Ok(Err(status)) if status.code() == Code::NotFound => Ok(None),
+                Ok(Err(_)) | Err(_) => Err(Unavailable),
+            }
         })
     }
 }

@@ -11,6 +11,7 @@ use throughline_proto::interaction::v1::{
 use throughline_runtime::Error;
 
 use super::{Api, channels, customer_key, page_size, resource_id};
+use crate::customer::Unavailable;
 use crate::store::{analytics, profile_of, threads, timeline};
 use crate::time::{MICROS_PER_DAY, PageToken, duration_us, timestamp_us};
 
@@ -155,21 +156,31 @@ impl Api {
             CONTEXT_THREADS,
         )
         .await?;
+        let profile = profile_of(&timeline);
+        // Journeys and feedback join once those services answer for a customer.
+        let mut unavailable_parts =
+            vec![ContextPart::Journeys as i32, ContextPart::Feedback as i32];
+        let profile_summary = if profile.is_empty() {
+            // Not resolved to a profile: the part is truly empty.
+            None
+        } else {
+            match self.service.resolver.summary(tenant, &profile).await {
+                Ok(summary) => summary,
+                Err(Unavailable) => {
+                    unavailable_parts.insert(0, ContextPart::Profile as i32);
+                    None
+                }
+            }
+        };
         Ok(GetCustomerContextResponse {
             context: Some(CustomerContext {
-                profile: profile_of(&timeline),
+                profile,
                 last_interactions,
                 open_threads,
-                profile_summary: None,
+                profile_summary,
                 active_journeys: Vec::new(),
                 latest_feedback: None,
-                // Filled by the profile, orchestration and feedback services once this
-                // service is wired to them.
-                unavailable_parts: vec![
-                    ContextPart::Profile as i32,
-                    ContextPart::Journeys as i32,
-                    ContextPart::Feedback as i32,
-                ],
+                unavailable_parts,
             }),
         })
     }
