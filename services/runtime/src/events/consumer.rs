@@ -6,8 +6,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
@@ -21,6 +21,26 @@ use crate::error::Error;
 
 /// Events applied per transaction at most.
 const BATCH: usize = 500;
+
+/// Waits for `stream`'s next item, then takes every item that has already arrived behind it,
+/// up to `limit`: one transaction for all of them. `ready_chunks` would stop at tokio's
+/// cooperative budget (128 items per poll of a task) and cut busy batches to ~128 events,
+/// so the arrived items are taken unconstrained by it; `limit` bounds the time spent.
+pub(super) async fn next_batch<S>(stream: &mut S, limit: usize) -> Option<Vec<S::Item>>
+where
+    S: futures::Stream + Unpin,
+{
+    let first = stream.next().await?;
+    let mut items = vec![first];
+    while items.len() < limit {
+        match tokio::task::unconstrained(stream.next()).now_or_never() {
+            Some(Some(item)) => items.push(item),
+            // Nothing more has arrived, or the stream ended (the next call says so).
+            Some(None) | None => break,
+        }
+    }
+    Some(items)
+}
 
 /// What a consumer does with one event, inside the transaction that also moves its cursor.
 pub type Handler = Arc<
@@ -245,8 +265,8 @@ impl Consumer {
             .map_err(unavailable)?
             .into_inner();
         // Whatever has arrived is applied together, in one transaction.
-        let mut batches = stream.ready_chunks(BATCH);
-        while let Some(items) = batches.next().await {
+        let mut stream = stream;
+        while let Some(items) = next_batch(&mut stream, BATCH).await {
             let mut events = Vec::with_capacity(items.len());
             let mut cursor = None;
             let mut failure = None;
@@ -304,5 +324,26 @@ impl Consumer {
             }
             tokio::time::sleep(backoff).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_takes_everything_that_has_arrived_up_to_the_limit() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1000);
+        for item in 0..700 {
+            sender.send(item).await.unwrap();
+        }
+        drop(sender);
+        let mut stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+        // More than tokio's cooperative budget of 128 in one batch.
+        let first = next_batch(&mut stream, 500).await.unwrap();
+        assert_eq!(first, (0..500).collect::<Vec<_>>());
+        let second = next_batch(&mut stream, 500).await.unwrap();
+        assert_eq!(second, (500..700).collect::<Vec<_>>());
+        assert!(next_batch(&mut stream, 500).await.is_none());
     }
 }

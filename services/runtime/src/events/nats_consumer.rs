@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
-use futures::StreamExt;
 
+use super::consumer::next_batch;
 use super::nats::decode;
 use super::{Consumer, Handler, JetStream};
 use crate::error::Error;
@@ -84,14 +84,13 @@ impl Consumer {
             )
             .await
             .map_err(|e| unavailable("consumer", e))?;
-        let messages = consumer
+        let mut messages = consumer
             .stream()
             .max_messages_per_batch(BATCH)
             .messages()
             .await
             .map_err(|e| unavailable("pull", e))?;
-        let mut batches = messages.ready_chunks(BATCH);
-        while let Some(items) = batches.next().await {
+        while let Some(items) = next_batch(&mut messages, BATCH).await {
             let mut delivered = Vec::with_capacity(items.len());
             let mut events = Vec::with_capacity(items.len());
             let mut last_sequence = None;
