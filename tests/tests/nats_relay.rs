@@ -32,6 +32,11 @@ fn event(index: usize) -> Event {
 
 /// The profile database, migrated, holding `EVENTS` events in its outbox.
 async fn producer_with_events(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {
+    producer_with(test_db, EVENTS).await
+}
+
+/// The profile database, migrated, holding `count` events in its outbox.
+async fn producer_with(test_db: &TestDatabase, count: usize) -> sea_orm::DatabaseConnection {
     let config = TestSuite::config(&["profile"], test_db, &[]);
     throughline::app::migrate_services(&config, &["profile".to_owned()])
         .await
@@ -39,9 +44,8 @@ async fn producer_with_events(test_db: &TestDatabase) -> sea_orm::DatabaseConnec
     let producer = db::connect(&config.database, "profile").await.unwrap();
     let outbox = Outbox::new("profile");
     let transaction = producer.begin().await.unwrap();
-    for index in 0..EVENTS {
-        outbox.append(&transaction, &event(index)).await.unwrap();
-    }
+    let events: Vec<Event> = (0..count).map(event).collect();
+    outbox.append_all(&transaction, &events).await.unwrap();
     transaction.commit().await.unwrap();
     producer
 }
@@ -99,6 +103,42 @@ on_both_databases!(
         let expected: Vec<String> = (0..EVENTS).map(|index| event(index).id).collect();
         assert_eq!(stored, expected, "in log order");
         assert_ne!(relay.position().await.unwrap(), Position::default());
+        nats.cleanup().await;
+    }
+);
+
+on_both_databases!(
+    a_backlog_of_several_batches_is_relayed_in_order,
+    |test_db: TestDatabase| async move {
+        // More than the relay reads at a time, so a round sends batches while earlier ones
+        // are still being stored.
+        const BACKLOG: usize = 4321;
+        let producer = producer_with(&test_db, BACKLOG).await;
+        let nats = TestNats::new().await;
+        let jetstream = nats.jetstream().await;
+        let relay = Relay::new("profile", producer.clone(), jetstream.clone());
+        relay_events(&relay, BACKLOG).await;
+
+        let mut stream = jetstream.stream("profile").await.unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, BACKLOG as u64);
+        for sequence in 1..=BACKLOG as u64 {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            assert_eq!(
+                Event::decode(message.payload.as_ref()).unwrap().id,
+                event(sequence as usize - 1).id,
+                "in log order"
+            );
+        }
+        let everything = Outbox::new("profile")
+            .read(&producer, Position::default(), 10_000, &Filter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            Some(relay.position().await.unwrap()),
+            everything.end,
+            "the cursor covers every batch"
+        );
+        assert_eq!(relay.round().await.unwrap(), Round::Idle);
         nats.cleanup().await;
     }
 );

@@ -143,6 +143,13 @@ impl JetStream {
     /// Publishes `entries` of `service`'s log, in order, and returns once JetStream has
     /// stored every one (or dropped it as a copy of one it has).
     pub async fn publish(&self, service: &str, entries: &[Entry]) -> Result<(), Error> {
+        self.send(service, entries).await?.stored().await
+    }
+
+    /// Sends `entries` of `service`'s log, in order, without waiting for JetStream to store
+    /// them: the caller can read and send the next batch meanwhile, then wait with
+    /// [`Sent::stored`].
+    pub(crate) async fn send(&self, service: &str, entries: &[Entry]) -> Result<Sent, Error> {
         let mut acknowledgements = Vec::with_capacity(entries.len());
         for entry in entries {
             let message = jetstream::message::PublishMessage::build()
@@ -155,7 +162,18 @@ impl JetStream {
                 .map_err(|e| unavailable("publish", e))?;
             acknowledgements.push(acknowledgement);
         }
-        for acknowledgement in acknowledgements {
+        Ok(Sent(acknowledgements))
+    }
+}
+
+/// Events sent to JetStream whose storage is not confirmed yet.
+pub(crate) struct Sent(Vec<jetstream::context::PublishAckFuture>);
+
+impl Sent {
+    /// Returns once JetStream has stored every event sent (or dropped it as a copy of one it
+    /// has); an error means some may not be stored.
+    pub(crate) async fn stored(self) -> Result<(), Error> {
+        for acknowledgement in self.0 {
             acknowledgement
                 .await
                 .map_err(|e| unavailable("publish acknowledgement", e))?;

@@ -16,13 +16,19 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, T
 use tokio::sync::Notify;
 
 use super::log_service::{ANNOUNCED_RETRIES, ANNOUNCED_RETRY};
+use super::nats::Sent;
 use super::{Consumer, Filter, JetStream, Outbox, Position};
 use crate::error::Error;
 
 /// The relay's name among the consumers of its producer's database.
 pub const RELAY_CONSUMER: &str = "nats-relay";
-/// Events published per round.
+/// Events read and sent at a time.
 const BATCH: u64 = 1000;
+/// Batches per round at most: one transaction and one cursor write for all of them, and
+/// each batch is read and sent while JetStream stores the one before, so reading,
+/// publishing and the broker's acknowledgements overlap instead of taking turns. Bounded so
+/// that the cursor (and with it retention) moves now and then through a long backlog.
+const BATCHES_PER_ROUND: usize = 8;
 
 /// Publishes one producer's outbox to JetStream.
 #[derive(Debug, Clone)]
@@ -81,26 +87,46 @@ impl Relay {
                 return Ok(Round::Idle);
             }
         }
-        let after = Position::decode(&self.cursor.cursor_on(&transaction, &self.service).await?)?;
-        let batch = self
-            .outbox
-            .read(&transaction, after, BATCH, &Filter::default())
-            .await?;
-        let Some(end) = batch.end else {
+        let mut after =
+            Position::decode(&self.cursor.cursor_on(&transaction, &self.service).await?)?;
+        let mut published = 0;
+        // The batch sent last, not yet confirmed stored, and the position after it.
+        let mut in_flight = None;
+        for _ in 0..BATCHES_PER_ROUND {
+            let batch = self
+                .outbox
+                .read(&transaction, after, BATCH, &Filter::default())
+                .await?;
+            let Some(end) = batch.end else {
+                break;
+            };
+            if !self.stream_ready.load(Ordering::Relaxed) {
+                self.jetstream.stream(&self.service).await?;
+                self.stream_ready.store(true, Ordering::Relaxed);
+            }
+            let sent = self.jetstream.send(&self.service, &batch.entries).await?;
+            published += batch.entries.len();
+            after = end;
+            // The previous batch's acknowledgements arrived while this one was read and sent.
+            if let Some((previous, _)) = in_flight.replace((sent, end)) {
+                Sent::stored(previous).await?;
+            }
+            if (batch.entries.len() as u64) < BATCH {
+                // Nothing more is readable yet.
+                break;
+            }
+        }
+        let Some((last, end)) = in_flight else {
             return Ok(Round::Idle);
         };
-        if !self.stream_ready.load(Ordering::Relaxed) {
-            self.jetstream.stream(&self.service).await?;
-            self.stream_ready.store(true, Ordering::Relaxed);
-        }
-        self.jetstream
-            .publish(&self.service, &batch.entries)
-            .await?;
+        last.stored().await?;
+        // Every batch of the round is stored in JetStream (a failure above returned and rolled
+        // back, leaving the cursor before what is now published again and deduplicated).
         self.cursor
             .store_cursor(&transaction, &self.service, &end.encode())
             .await?;
         transaction.commit().await?;
-        Ok(Round::Published(batch.entries.len()))
+        Ok(Round::Published(published))
     }
 
     /// Relays until cancelled: at once after each commit notification (PostgreSQL), else
