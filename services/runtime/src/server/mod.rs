@@ -241,7 +241,10 @@ impl GrpcServer {
                 signalled.notify_one();
             }
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Without TCP_NODELAY the last small frame of a response can wait for the client's
+        // delayed ACK (tens of milliseconds).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let serving = tonic::transport::Server::builder()
             .layer(stack)
             .add_routes(routes.routes())
