@@ -92,7 +92,7 @@ fn children_sql(n: usize, blob: Option<&str>) -> String {
     )
 }
 
-/// What each of `rows`' profiles holds, in one query.
+/// What each of the profiles `ids` holds, in one query.
 pub async fn children_of<C: ConnectionTrait>(
     c: &C,
     tenant: &str,
