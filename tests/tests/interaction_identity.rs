@@ -63,22 +63,6 @@ fn unmerged(id: &str, source: &str, target: &str) -> Event {
     )
 }
 
-async fn timeline(client: &mut Client, customer: &str) -> Vec<(String, String)> {
-    client
-        .list_interactions(ListInteractionsRequest {
-            customer: Some(profile(customer)),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .interactions
-        .into_iter()
-        .map(|i| (i.name, i.profile))
-        .collect()
-}
-
 async fn thread_names(client: &mut Client, customer: &str) -> Vec<String> {
     client
         .list_threads(ListThreadsRequest {

@@ -10,9 +10,7 @@ use interaction_support::*;
 use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Identifier, IdentifierType};
-use throughline_proto::interaction::v1::{
-    ContextPart, GetCustomerContextRequest, ListInteractionsRequest,
-};
+use throughline_proto::interaction::v1::{ContextPart, GetCustomerContextRequest};
 use throughline_proto::profile::v1::{
     CreateProfileRequest, Preferences, Profile, ResolutionOutcome, ResolveIdentityRequest,
 };
@@ -89,25 +87,13 @@ on_both_databases!(
             .await
             .unwrap();
 
-        let timeline: Vec<String> = interactions
-            .list_interactions(ListInteractionsRequest {
-                customer: Some(profile(&id)),
-                page_size: 10,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .interactions
-            .into_iter()
-            .map(|interaction| interaction.name)
-            .collect();
+        let on_profile = |name: &str| (name.to_owned(), first.profile.clone());
         assert_eq!(
-            timeline,
+            timeline(&mut interactions, &id).await,
             [
-                "interactions/chat-1",
-                "interactions/call-1",
-                "interactions/web-1"
+                on_profile("interactions/chat-1"),
+                on_profile("interactions/call-1"),
+                on_profile("interactions/web-1")
             ]
         );
 

@@ -59,6 +59,17 @@ async fn seed(client: &mut Client, granted: impl Fn(usize) -> bool) -> Vec<Strin
     names
 }
 
+/// CheckConsent of the email `address` for `purpose`.
+fn email_consent(address: &str, purpose: Purpose) -> CheckConsentRequest {
+    CheckConsentRequest {
+        customer: Some(CustomerRef {
+            customer: Some(customer_ref::Customer::Identifier(email(address))),
+        }),
+        channel: Channel::Email as i32,
+        purpose: purpose as i32,
+    }
+}
+
 on_both_databases!(
     concurrent_reads_of_two_tenants_get_their_own_answers,
     |db: TestDatabase| async move {
@@ -89,15 +100,7 @@ on_both_databases!(
                     assert_eq!(got.consents.len(), 1, "{name}");
 
                     let consent = client
-                        .check_consent(CheckConsentRequest {
-                            customer: Some(CustomerRef {
-                                customer: Some(customer_ref::Customer::Identifier(email(
-                                    &address(i),
-                                ))),
-                            }),
-                            channel: Channel::Email as i32,
-                            purpose: Purpose::Marketing as i32,
-                        })
+                        .check_consent(email_consent(&address(i), Purpose::Marketing))
                         .await
                         .unwrap()
                         .into_inner();
@@ -111,15 +114,7 @@ on_both_databases!(
 
                     // A purpose nobody decided on is UNKNOWN, still for the right profile.
                     let undecided = client
-                        .check_consent(CheckConsentRequest {
-                            customer: Some(CustomerRef {
-                                customer: Some(customer_ref::Customer::Identifier(email(
-                                    &address(i),
-                                ))),
-                            }),
-                            channel: Channel::Email as i32,
-                            purpose: Purpose::Survey as i32,
-                        })
+                        .check_consent(email_consent(&address(i), Purpose::Survey))
                         .await
                         .unwrap()
                         .into_inner();
@@ -147,15 +142,7 @@ on_both_databases!(
 
         // An email neither tenant holds: UNKNOWN and no profile, not someone else's answer.
         let stranger = a
-            .check_consent(CheckConsentRequest {
-                customer: Some(CustomerRef {
-                    customer: Some(customer_ref::Customer::Identifier(email(
-                        "nobody@example.com",
-                    ))),
-                }),
-                channel: Channel::Email as i32,
-                purpose: Purpose::Marketing as i32,
-            })
+            .check_consent(email_consent("nobody@example.com", Purpose::Marketing))
             .await
             .unwrap()
             .into_inner();

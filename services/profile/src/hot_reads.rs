@@ -35,46 +35,19 @@ pub struct HotReads {
 impl HotReads {
     /// Starts the loaders on `db`'s pool. Must be called within a Tokio runtime.
     pub fn start(db: &DatabaseConnection) -> Self {
-        let on = db.clone();
-        let profiles = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
-            let db = on.clone();
-            async move {
-                per_tenant(keys, |tenant, ids: Vec<String>| {
-                    let db = db.clone();
-                    async move { store::profiles_with_children(&db, &tenant, &ids).await }
-                })
-                .await
-            }
-        });
-        let on = db.clone();
-        let consents = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
-            let db = on.clone();
-            async move {
-                per_tenant(keys, |tenant, queries: Vec<ConsentQuery>| {
-                    let db = db.clone();
-                    async move { store::consents_by_identifier(&db, &tenant, &queries).await }
-                })
-                .await
-            }
-        });
-        let on = db.clone();
-        let holders = Batcher::start(LOADERS, MAX_BATCH, move |keys| {
-            let db = on.clone();
-            async move {
-                per_tenant(keys, |tenant, keys: Vec<Key>| {
-                    let db = db.clone();
-                    async move {
-                        let found = store::holders(&db, &tenant, &keys).await?;
-                        Ok(found.into_iter().collect())
-                    }
-                })
-                .await
-            }
-        });
         Self {
-            profiles,
-            consents,
-            holders,
+            profiles: batcher(db, |db, tenant, ids: Vec<String>| async move {
+                store::profiles_with_children(&db, &tenant, &ids).await
+            }),
+            consents: batcher(db, |db, tenant, queries: Vec<ConsentQuery>| async move {
+                store::consents_by_identifier(&db, &tenant, &queries).await
+            }),
+            holders: batcher(db, |db, tenant, keys: Vec<Key>| async move {
+                Ok(store::holders(&db, &tenant, &keys)
+                    .await?
+                    .into_iter()
+                    .collect())
+            }),
         }
     }
 
@@ -93,6 +66,22 @@ impl HotReads {
     pub async fn holder(&self, tenant: &str, key: Key) -> Result<Option<String>, Status> {
         self.holders.load((tenant.to_owned(), key)).await
     }
+}
+
+/// A batcher whose loaders answer each batch with `read` (one tenant's keys to the values
+/// found) on `db`'s pool.
+fn batcher<K, V, F, Fut>(db: &DatabaseConnection, read: F) -> Batcher<(String, K), Option<V>>
+where
+    K: Clone + Eq + Hash + Send + Sync + 'static,
+    V: Clone + Send + 'static,
+    F: Fn(DatabaseConnection, String, Vec<K>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<HashMap<K, V>>> + Send + 'static,
+{
+    let db = db.clone();
+    Batcher::start(LOADERS, MAX_BATCH, move |keys| {
+        let (db, read) = (db.clone(), read.clone());
+        async move { per_tenant(keys, |tenant, group| read(db.clone(), tenant, group)).await }
+    })
 }
 
 /// Reads a batch that may mix tenants with one query per tenant (every query names its

@@ -7,7 +7,9 @@ use throughline_harness::{Authenticated, TestDatabase, TestSuite, token};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
 use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
-use throughline_proto::interaction::v1::{Interaction, RecordInteractionRequest};
+use throughline_proto::interaction::v1::{
+    Interaction, ListInteractionsRequest, RecordInteractionRequest,
+};
 use throughline_runtime::db;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -101,4 +103,21 @@ pub async fn count(test_db: &TestDatabase, sql: &str) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// The customer's timeline (up to 100), newest first: each interaction's name and profile.
+pub async fn timeline(client: &mut Client, customer: &str) -> Vec<(String, String)> {
+    client
+        .list_interactions(ListInteractionsRequest {
+            customer: Some(profile(customer)),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .interactions
+        .into_iter()
+        .map(|i| (i.name, i.profile))
+        .collect()
 }

@@ -53,14 +53,20 @@ fn placeholders(n: usize) -> String {
     list
 }
 
-/// The ids of a batch, padded to a power of two by repeating the last: a handful of statement
-/// shapes, each prepared once per connection, instead of one per batch size.
-fn padded(ids: &[String]) -> Vec<Value> {
-    let mut values: Vec<Value> = ids.iter().map(|id| id.as_str().into()).collect();
-    if let Some(last) = ids.last() {
-        values.resize(ids.len().next_power_of_two(), last.as_str().into());
+/// The values of a statement whose `branches` each filter on `tenant = ? AND … IN (ids)`, and
+/// the length of its id lists: the ids padded to a power of two by repeating the last, so a
+/// handful of statement shapes, each prepared once per connection, serve every batch size.
+fn branch_values(tenant: &str, ids: &[String], branches: usize) -> (usize, Vec<Value>) {
+    let padded = ids.len().next_power_of_two();
+    let mut values: Vec<Value> = Vec::with_capacity(branches * (padded + 1));
+    for _ in 0..branches {
+        values.push(tenant.into());
+        for index in 0..padded {
+            let id = ids.get(index).or(ids.last()).map_or("", String::as_str);
+            values.push(id.into());
+        }
     }
-    values
+    (padded, values)
 }
 
 /// The union of the identifiers, current consents and memberships of the profiles in a list of
@@ -101,14 +107,9 @@ pub async fn children_of<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let ids = padded(ids);
-    let mut values: Vec<Value> = Vec::with_capacity(3 * (ids.len() + 1));
-    for _ in 0..3 {
-        values.push(tenant.into());
-        values.extend(ids.iter().cloned());
-    }
+    let (listed, values) = branch_values(tenant, ids, 3);
     let rows = c
-        .query_all_raw(statement(c, &children_sql(ids.len(), None), values))
+        .query_all_raw(statement(c, &children_sql(listed, None), values))
         .await?;
     let (_, children) = collect(rows, tenant)?;
     Ok(children)
@@ -129,7 +130,7 @@ pub async fn profiles_with_children<C: ConnectionTrait>(
     } else {
         "BLOB"
     };
-    let ids = padded(ids);
+    let (listed, values) = branch_values(tenant, ids, 4);
     let sql = format!(
         "SELECT 'p' AS k, id AS pid, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
                 CAST(created_us AS BIGINT) AS n3, CAST(updated_us AS BIGINT) AS n4, \
@@ -137,14 +138,9 @@ pub async fn profiles_with_children<C: ConnectionTrait>(
                 COALESCE(merged_into, '') AS t1, '' AS t2, '' AS t3, data AS b \
            FROM profile_profiles WHERE tenant = ? AND id IN {} \
          UNION ALL {}",
-        placeholders(ids.len()),
-        children_sql(ids.len(), Some(blob))
+        placeholders(listed),
+        children_sql(listed, Some(blob))
     );
-    let mut values: Vec<Value> = Vec::with_capacity(4 * (ids.len() + 1));
-    for _ in 0..4 {
-        values.push(tenant.into());
-        values.extend(ids.iter().cloned());
-    }
     let rows = c.query_all_raw(statement(c, &sql, values)).await?;
     let (mut rows, mut children) = collect(rows, tenant)?;
     Ok(rows
