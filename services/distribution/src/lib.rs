@@ -1,15 +1,25 @@
-//! Channel distribution service: templates, idempotent sends, central consent, suppression and contact budget, providers and delivery status.
+//! Channel distribution service: every outbound message goes through here.
 //!
-//! The contract (`throughline.distribution.v1.DistributionService`) is served from the start; until the
-//! service's own issue lands every RPC answers UNIMPLEMENTED through the generated default
-//! stubs, and the crate already owns its configuration section and migrations.
+//! - [`template`]: templates per channel and locale, checked for their channel and rendered
+//!   with minijinja.
+//! - `send`: a `Send` is resolved (profile, channel, address), enforced (consent,
+//!   suppressions, quiet hours, one contact budget across every source) and queued, all in
+//!   one transaction with its status history and events.
+//! - `delivery`: workers claim due messages with leases and hand them to [`provider`]s with
+//!   rate limits, retries, failover and dead letters.
 
 mod api;
 mod migration;
+pub mod provider;
+mod store;
+pub mod template;
+
+use std::collections::BTreeMap;
 
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
+use throughline_runtime::idempotency::Idempotency;
 
 pub use migration::Migrator;
 
@@ -17,15 +27,26 @@ pub use migration::Migrator;
 pub const NAME: &str = "distribution";
 
 /// `[distribution]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// A database of its own for this service; the shared `[database]` when unset.
-    #[serde(
-        default,
-        deserialize_with = "throughline_runtime::config::empty_as_none"
-    )]
+    #[serde(deserialize_with = "throughline_runtime::config::empty_as_none")]
     pub database_url: Option<String>,
+    /// Template limits.
+    pub templates: template::TemplateLimits,
+    /// Delivery providers by name (`[distribution.providers.<name>]`).
+    pub providers: BTreeMap<String, provider::ProviderOptions>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            templates: template::TemplateLimits::default(),
+            providers: BTreeMap::new(),
+        }
+    }
 }
 
 /// The running service: what its handlers share.
@@ -33,11 +54,16 @@ pub struct Options {
 pub struct Service {
     db: DatabaseConnection,
     options: Options,
+    idempotency: Idempotency,
 }
 
 impl Service {
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
-        Self { db, options }
+        Self {
+            db,
+            options,
+            idempotency: Idempotency::new(NAME),
+        }
     }
 
     /// The tonic server to add to the process's gRPC server.

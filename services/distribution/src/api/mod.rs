@@ -1,0 +1,89 @@
+//! The gRPC adapter of the distribution service: checks requests, scopes every query to the
+//! caller's tenant, and maps the store's answers to the contract.
+
+mod templates;
+
+use throughline_proto::distribution::v1::distribution_service_server::DistributionService;
+use throughline_proto::distribution::v1::*;
+use throughline_runtime::Error;
+use throughline_runtime::auth::principal;
+use tonic::{Request, Response, Status};
+
+use crate::Service;
+
+/// Implements `DistributionService`.
+#[derive(Debug, Clone)]
+pub struct Api {
+    service: Service,
+}
+
+impl Api {
+    pub fn new(service: Service) -> Self {
+        Self { service }
+    }
+}
+
+/// The caller's tenant: every query filters by it.
+fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
+    Ok(principal(request)?.tenant.clone())
+}
+
+/// `{collection}/{id}` → `id`.
+pub(crate) fn resource_id<'a>(
+    name: &'a str,
+    collection: &str,
+    field: &str,
+) -> Result<&'a str, Error> {
+    name.strip_prefix(collection)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|id| is_resource_id(id))
+        .ok_or_else(|| Error::invalid(field, format!("must be {collection}/{{id}}")))
+}
+
+/// AIP-122 ids: lower-case letters, digits and hyphens, 1 to 63 characters (service-assigned
+/// ids are UUIDs, which fit).
+pub(crate) fn is_resource_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Default 20, at most 1000 (larger sizes are reduced, as AIP-158 allows).
+pub(crate) fn page_size(value: i32) -> Result<usize, Error> {
+    match value {
+        0 => Ok(20),
+        size if size < 0 => Err(Error::invalid("page_size", "must not be negative")),
+        size => Ok(usize::try_from(size.min(1000)).unwrap_or(1000)),
+    }
+}
+
+/// The service's RPCs: each passes the caller's tenant and the request to the handler of the
+/// same name on `Api`. RPCs not listed answer UNIMPLEMENTED (the generated defaults).
+macro_rules! rpcs {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {
+        #[tonic::async_trait]
+        impl DistributionService for Api {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<$request>,
+                ) -> Result<Response<$response>, Status> {
+                    let tenant = tenant(&request)?;
+                    Ok(Response::new(
+                        Api::$method(self, &tenant, request.into_inner()).await?,
+                    ))
+                }
+            )*
+        }
+    };
+}
+
+rpcs! {
+    create_template(CreateTemplateRequest) -> CreateTemplateResponse;
+    get_template(GetTemplateRequest) -> GetTemplateResponse;
+    list_templates(ListTemplatesRequest) -> ListTemplatesResponse;
+    update_template(UpdateTemplateRequest) -> UpdateTemplateResponse;
+    delete_template(DeleteTemplateRequest) -> DeleteTemplateResponse;
+    render_template(RenderTemplateRequest) -> RenderTemplateResponse;
+}

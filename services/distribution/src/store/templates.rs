@@ -1,0 +1,1 @@
+//! `distribution_templates`: one row per template, its variants kept as a `Template` message.
