@@ -8,7 +8,7 @@ use prost::Message;
 use sea_orm::ConnectionTrait;
 use throughline_proto::event::v1::Event;
 use throughline_runtime::Error;
-use throughline_runtime::events::Outbox;
+use throughline_runtime::events::{Outbox, new_event};
 
 use crate::NAME;
 
@@ -21,25 +21,7 @@ pub(crate) fn event<M: Message>(
     payload_name: &str,
     payload: &M,
 ) -> Event {
-    let now = chrono::Utc::now();
-    Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        source: NAME.to_owned(),
-        spec_version: "1.0".to_owned(),
-        r#type: event_type.to_owned(),
-        subject: subject.to_owned(),
-        time: Some(prost_types::Timestamp {
-            seconds: now.timestamp(),
-            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
-        }),
-        data_content_type: "application/protobuf".to_owned(),
-        data: Some(prost_types::Any {
-            type_url: format!("type.googleapis.com/throughline.event.v1.{payload_name}"),
-            value: payload.encode_to_vec(),
-        }),
-        tenant: tenant.to_owned(),
-        traceparent: String::new(),
-    }
+    new_event(NAME, tenant, event_type, subject, payload_name, payload)
 }
 
 /// Appends one event (threads' events, one at a time).

@@ -2,8 +2,7 @@
 
 use prost::Message;
 use sea_orm::ConnectionTrait;
-use throughline_proto::event::v1::Event;
-use throughline_runtime::events::Outbox;
+use throughline_runtime::events::{Outbox, new_event};
 
 use crate::error::Result;
 use crate::store;
@@ -17,25 +16,12 @@ pub async fn emit<C: ConnectionTrait, M: Message>(
     payload_name: &str,
     payload: &M,
 ) -> Result<()> {
-    let event = Event {
-        id: uuid::Uuid::now_v7().to_string(),
-        source: crate::NAME.to_owned(),
-        spec_version: "1.0".to_owned(),
-        r#type: event_type.to_owned(),
-        subject: if profile_id.is_empty() {
-            String::new()
-        } else {
-            store::profile_name(profile_id)
-        },
-        time: None,
-        data_content_type: "application/protobuf".to_owned(),
-        data: Some(prost_types::Any {
-            type_url: format!("type.googleapis.com/throughline.event.v1.{payload_name}"),
-            value: payload.encode_to_vec(),
-        }),
-        tenant: tenant.to_owned(),
-        traceparent: String::new(),
+    let subject = if profile_id.is_empty() {
+        String::new()
+    } else {
+        store::profile_name(profile_id)
     };
+    let event = new_event(crate::NAME, tenant, event_type, &subject, payload_name, payload);
     Outbox::new(crate::NAME).append(c, &event).await?;
     Ok(())
 }

@@ -13,6 +13,8 @@ pub mod migration;
 pub mod peers;
 pub mod server;
 pub mod shutdown;
+pub mod sql;
 pub mod telemetry;
+pub mod time;
 
 pub use error::{Error, FieldViolation};

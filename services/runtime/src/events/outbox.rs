@@ -98,6 +98,33 @@ pub struct Batch {
     pub end: Option<Position>,
 }
 
+/// A new event of `source` about `subject` (a resource name, or empty), carrying `payload`, a
+/// message of `throughline.event.v1` named `payload_name`. Its time is set when appended.
+pub fn new_event<M: Message>(
+    source: &str,
+    tenant: &str,
+    event_type: &str,
+    subject: &str,
+    payload_name: &str,
+    payload: &M,
+) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7().to_string(),
+        source: source.to_owned(),
+        spec_version: "1.0".to_owned(),
+        r#type: event_type.to_owned(),
+        subject: subject.to_owned(),
+        time: None,
+        data_content_type: "application/protobuf".to_owned(),
+        data: Some(prost_types::Any {
+            type_url: format!("type.googleapis.com/throughline.event.v1.{payload_name}"),
+            value: payload.encode_to_vec(),
+        }),
+        tenant: tenant.to_owned(),
+        traceparent: String::new(),
+    }
+}
+
 /// The outbox of one service (table `<service>_outbox`).
 #[derive(Debug, Clone)]
 pub struct Outbox {
