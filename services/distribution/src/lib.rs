@@ -9,17 +9,29 @@
 //!   rate limits, retries, failover and dead letters.
 
 mod api;
+mod delivery;
 mod migration;
+mod policy;
 pub mod provider;
+mod recipient;
+mod send;
 mod store;
 pub mod template;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
+use throughline_runtime::Error;
+use throughline_runtime::config::Validate;
 use throughline_runtime::idempotency::Idempotency;
+use throughline_runtime::peers::Peers;
+use throughline_runtime::server::Worker;
+
+use delivery::Delivery;
+pub use delivery::DeliveryOptions;
 
 pub use migration::Migrator;
 
@@ -37,6 +49,28 @@ pub struct Options {
     pub templates: template::TemplateLimits,
     /// Delivery providers by name (`[distribution.providers.<name>]`).
     pub providers: BTreeMap<String, provider::ProviderOptions>,
+    /// Delivery workers.
+    pub delivery: DeliveryOptions,
+}
+
+impl Validate for Options {
+    fn validate(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(Error::InvalidArgument(violations)) = provider::build_all(&self.providers) {
+            problems.extend(violations.into_iter().map(|v| {
+                // Violations name keys from `distribution.`; the prefix may differ in tests.
+                let key = v.field.strip_prefix("distribution.").unwrap_or(&v.field);
+                format!("{prefix}.{key}: {}", v.description)
+            }));
+        }
+        let delivery = &self.delivery;
+        if delivery.concurrency == 0 || delivery.batch_size == 0 || delivery.max_attempts == 0 {
+            problems.push(format!(
+                "{prefix}.delivery: concurrency, batch_size and max_attempts must be at least 1"
+            ));
+        }
+        problems
+    }
 }
 
 impl Default for Options {
@@ -45,6 +79,7 @@ impl Default for Options {
             database_url: None,
             templates: template::TemplateLimits::default(),
             providers: BTreeMap::new(),
+            delivery: DeliveryOptions::default(),
         }
     }
 }
@@ -55,15 +90,49 @@ pub struct Service {
     db: DatabaseConnection,
     options: Options,
     idempotency: Idempotency,
+    peers: Peers,
+    delivery: Arc<Delivery>,
 }
 
 impl Service {
+    /// The service without peers: profile recipients need [`Service::with_peers`].
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
+        let providers = provider::build_all(&options.providers).unwrap_or_else(|error| {
+            // The configuration's validation reports this before a service is built.
+            tracing::error!(%error, "distribution: invalid providers; none will deliver");
+            Vec::new()
+        });
+        let delivery = Arc::new(Delivery::new(options.delivery.clone(), providers));
         Self {
             db,
             options,
             idempotency: Idempotency::new(NAME),
+            peers: Peers::default(),
+            delivery,
         }
+    }
+
+    /// Reads profiles (addresses, preferences, consent) from the profile service among `peers`.
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// The delivery worker to run while the process serves, unless delivery is disabled.
+    pub fn delivery_worker(&self) -> Option<Worker> {
+        if !self.options.delivery.enabled {
+            return None;
+        }
+        let delivery = self.delivery.clone();
+        let db = self.db.clone();
+        Some(Box::new(move |stopping| {
+            Box::pin(delivery.run(db, stopping))
+        }))
+    }
+
+    /// Tells the delivery workers of this process that a message is due.
+    fn wake_delivery(&self) {
+        self.delivery.wake.notify_one();
     }
 
     /// The tonic server to add to the process's gRPC server.

@@ -125,6 +125,8 @@ impl MigrationTrait for M0005Messages {
                 .col(bigint("lease_until_us"))
                 // The budget counters the message took, to give back if it is cancelled.
                 .col(text("budget_keys"))
+                // Entries in `distribution_message_history`: the next one's `seq` follows.
+                .col(integer("history_len"))
                 .col(bigint("create_us"))
                 .col(bigint("update_us"))
                 .primary_key(&mut primary_key(&["tenant", "id"]))

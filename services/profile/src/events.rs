@@ -21,7 +21,14 @@ pub async fn emit<C: ConnectionTrait, M: Message>(
     } else {
         store::profile_name(profile_id)
     };
-    let event = new_event(crate::NAME, tenant, event_type, &subject, payload_name, payload);
+    let event = new_event(
+        crate::NAME,
+        tenant,
+        event_type,
+        &subject,
+        payload_name,
+        payload,
+    );
     Outbox::new(crate::NAME).append(c, &event).await?;
     Ok(())
 }

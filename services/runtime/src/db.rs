@@ -215,3 +215,18 @@ pub fn bytea_hex(bytes: &[u8]) -> String {
     }
     text
 }
+
+/// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+/// a transaction that reads first and writes later cannot be upgraded once another writer has
+/// committed, and fails instead of waiting its turn.
+pub async fn write_transaction(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, crate::error::Error> {
+    use sea_orm::TransactionTrait;
+    Ok(db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..sea_orm::TransactionOptions::default()
+        })
+        .await?)
+}

@@ -40,10 +40,7 @@ impl Sql {
     }
 
     /// Appends `(v1, v2, …)`.
-    pub fn bind_list<V: Into<Value>>(
-        &mut self,
-        values: impl IntoIterator<Item = V>,
-    ) -> &mut Self {
+    pub fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
         self.text.push('(');
         for (index, value) in values.into_iter().enumerate() {
             if index > 0 {
@@ -59,4 +56,3 @@ impl Sql {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
 }
-

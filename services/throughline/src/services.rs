@@ -82,9 +82,12 @@ pub const SERVICES: [ServiceEntry; 5] = [
         migrate: |db| Box::pin(migrate::<throughline_distribution::Migrator>(db)),
         database_url: |config| config.distribution.database_url.as_deref(),
         register: |server, db, config| {
-            server.add_service(
-                throughline_distribution::Service::new(db, config.distribution.clone()).grpc(),
-            );
+            let service = throughline_distribution::Service::new(db, config.distribution.clone())
+                .with_peers(server.peers().clone());
+            if let Some(worker) = service.delivery_worker() {
+                server.add_worker(worker);
+            }
+            server.add_service(service.grpc());
         },
     },
 ];

@@ -1,6 +1,8 @@
 //! The gRPC adapter of the distribution service: checks requests, scopes every query to the
 //! caller's tenant, and maps the store's answers to the contract.
 
+mod messages;
+mod policy;
 mod templates;
 
 use throughline_proto::distribution::v1::distribution_service_server::DistributionService;
@@ -86,4 +88,16 @@ rpcs! {
     update_template(UpdateTemplateRequest) -> UpdateTemplateResponse;
     delete_template(DeleteTemplateRequest) -> DeleteTemplateResponse;
     render_template(RenderTemplateRequest) -> RenderTemplateResponse;
+    send(SendRequest) -> SendResponse;
+    send_multi(SendMultiRequest) -> SendMultiResponse;
+    get_message(GetMessageRequest) -> GetMessageResponse;
+    list_messages(ListMessagesRequest) -> ListMessagesResponse;
+    cancel_message(CancelMessageRequest) -> CancelMessageResponse;
+    add_suppression(AddSuppressionRequest) -> AddSuppressionResponse;
+    remove_suppression(RemoveSuppressionRequest) -> RemoveSuppressionResponse;
+    list_suppressions(ListSuppressionsRequest) -> ListSuppressionsResponse;
+    get_contact_policy(GetContactPolicyRequest) -> GetContactPolicyResponse;
+    update_contact_policy(UpdateContactPolicyRequest) -> UpdateContactPolicyResponse;
+    get_contact_budget_usage(GetContactBudgetUsageRequest) -> GetContactBudgetUsageResponse;
+    list_providers(ListProvidersRequest) -> ListProvidersResponse;
 }

@@ -8,10 +8,7 @@ pub(crate) mod threads;
 pub(crate) mod timeline;
 
 use prost::Message;
-use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, QueryResult, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::QueryResult;
 use throughline_proto::interaction::v1::Interaction;
 use throughline_runtime::Error;
 
@@ -27,19 +24,7 @@ pub(crate) const INTERACTIONS: &str = "interaction_interactions";
 pub(crate) const THREADS: &str = "interaction_threads";
 pub(crate) const MERGES: &str = "interaction_profile_merges";
 
-/// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
-/// a transaction that reads first and writes later cannot be upgraded once another writer has
-/// committed, and fails instead of waiting its turn.
-pub(crate) async fn write_transaction(
-    db: &DatabaseConnection,
-) -> Result<DatabaseTransaction, Error> {
-    Ok(db
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?)
-}
+pub(crate) use throughline_runtime::db::write_transaction;
 
 /// The profile a timeline key names, or empty when it is an unresolved customer.
 pub(crate) fn profile_of(timeline: &str) -> String {

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use http::{Request, Response};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,13 @@ pub struct GrpcServer {
     subscriptions: Vec<Subscription>,
     peers: Peers,
     events: EventsOptions,
+    workers: Vec<Worker>,
 }
+
+/// A background task of a service (a delivery worker, a scheduler): started when the server
+/// serves, told to stop by its token when the server shuts down, and awaited for at most the
+/// shutdown grace.
+pub type Worker = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, ()> + Send>;
 
 impl std::fmt::Debug for GrpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +119,14 @@ impl GrpcServer {
             subscriptions: Vec::new(),
             peers: Peers::default(),
             events: EventsOptions::default(),
+            workers: Vec::new(),
         }
+    }
+
+    /// Runs `worker` while the process serves.
+    pub fn add_worker(&mut self, worker: Worker) -> &mut Self {
+        self.workers.push(worker);
+        self
     }
 
     /// How the event logs this process serves are followed and pruned.
@@ -192,14 +206,30 @@ impl GrpcServer {
         self.add_service(event_log_server(
             EventLog::new(producers, follow).stopping_with(stopping.clone()),
         ));
+        let workers: Vec<_> = std::mem::take(&mut self.workers)
+            .into_iter()
+            .map(|worker| tokio::spawn(worker(stopping.child_token())))
+            .collect();
+        let grace = self.options.shutdown_grace;
+        let stop_workers = stopping.clone();
         // Streams that never end by themselves (event subscriptions, this process's own
-        // consumers) stop first, so draining waits only for ordinary calls.
+        // consumers) and workers stop first, so draining waits only for ordinary calls.
         let shutdown = async move {
             shutdown.await;
             stopping.cancel();
             drop(background);
         };
-        self.serve_routes(listener, shutdown).await
+        let served = self.serve_routes(listener, shutdown).await;
+        stop_workers.cancel();
+        // Workers finish what they hold (a delivery worker records the outcomes of messages in
+        // flight) within the grace; past it they are dropped and their leases run out.
+        if tokio::time::timeout(grace, futures::future::join_all(workers))
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "workers still busy when the shutdown grace ended");
+        }
+        served
     }
 
     async fn serve_routes(

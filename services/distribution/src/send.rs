@@ -1,0 +1,359 @@
+//! Accepting a message: the channel is chosen, the policy enforced (consent, suppressions,
+//! quiet hours, the contact budget), the content rendered, and the message queued with its
+//! first status, its budget counts and its event in one transaction. A message that policy
+//! forbids is accepted as SUPPRESSED with its reason, so callers can record the outcome.
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use throughline_proto::common::v1::{Channel, Priority, Purpose};
+use throughline_proto::distribution::v1::{
+    ContactPolicy, MessageStatus, Recipient, StatusReason, Template,
+};
+use throughline_proto::event::v1::MessageStatusChanged;
+use throughline_runtime::Error;
+use throughline_runtime::db::write_transaction;
+use throughline_runtime::events::{Outbox, new_event};
+use throughline_runtime::time::now_us;
+
+use crate::policy::{
+    budget_exempt, consent_allows, limit_key, matching_limits, may_bypass_quiet_hours, period_of,
+    quiet_hours_end,
+};
+use crate::recipient::Audience;
+use crate::store::budget::{self, Counter};
+use crate::store::messages::{self, Change, MessageRow};
+use crate::store::suppressions;
+use crate::{Service, template};
+
+/// The order channels are tried in for a customer without a ranking.
+const DEFAULT_RANKING: [Channel; 5] = [
+    Channel::Email,
+    Channel::Sms,
+    Channel::Push,
+    Channel::Whatsapp,
+    Channel::InApp,
+];
+
+/// Which channel a send asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Selector {
+    Given(Channel),
+    /// The first of the customer's ranking (restricted to these when not empty).
+    Preferred(Vec<Channel>),
+}
+
+/// A checked send request.
+#[derive(Debug, Clone)]
+pub(crate) struct SendSpec {
+    pub recipient: Recipient,
+    pub selector: Selector,
+    pub purpose: Purpose,
+    pub priority: Priority,
+    /// The template's id (`templates/{id}`).
+    pub template_id: String,
+    pub variables: serde_json::Map<String, serde_json::Value>,
+    pub not_before_us: Option<i64>,
+    pub bypass_quiet_hours: bool,
+    pub origin: String,
+    pub request_id: String,
+    pub send_group: String,
+}
+
+/// What enforcement decided before anything is written.
+struct Plan {
+    channel: Channel,
+    address: String,
+    locale: String,
+    content: Vec<u8>,
+    status: MessageStatus,
+    reason: StatusReason,
+    due_us: i64,
+    counters: Vec<Counter>,
+}
+
+fn suppressed(channel: Channel, reason: StatusReason) -> Plan {
+    Plan {
+        channel,
+        address: String::new(),
+        locale: String::new(),
+        content: Vec::new(),
+        status: MessageStatus::Suppressed,
+        reason,
+        due_us: 0,
+        counters: Vec::new(),
+    }
+}
+
+/// The payload of every `message.*` event.
+pub(crate) fn status_event(
+    row: &MessageRow,
+    event_type: &str,
+    reason: StatusReason,
+) -> throughline_proto::event::v1::Event {
+    let payload = MessageStatusChanged {
+        message: row.name(),
+        profile: row.profile.clone(),
+        channel: row.channel,
+        purpose: row.purpose,
+        template: row.template.clone(),
+        origin: row.origin.clone(),
+        provider: row.provider.clone(),
+        reason: if reason == StatusReason::Unspecified {
+            String::new()
+        } else {
+            reason.as_str_name().to_owned()
+        },
+        url: String::new(),
+    };
+    new_event(
+        crate::NAME,
+        &row.tenant,
+        event_type,
+        &row.profile,
+        "MessageStatusChanged",
+        &payload,
+    )
+}
+
+impl Service {
+    /// Accepts one message (see the module's comment). A retry with the same request id
+    /// returns the first message.
+    pub(crate) async fn send(
+        &self,
+        tenant: &str,
+        spec: &SendSpec,
+        audience: &Audience,
+        policy: &ContactPolicy,
+    ) -> Result<MessageRow, Error> {
+        if let Some(existing) = messages::by_request(self.db(), tenant, &spec.request_id).await? {
+            return Ok(existing);
+        }
+        let template = crate::store::templates::find(self.db(), tenant, &spec.template_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("templates/{}", spec.template_id)))?;
+        let now = now_us();
+        let mut plan = self
+            .plan(tenant, spec, audience, policy, &template, now)
+            .await?;
+        let budget_holder = &audience.budget_holder;
+        let transaction = write_transaction(self.db()).await?;
+        if !plan.counters.is_empty()
+            && !budget::take(&transaction, tenant, budget_holder, &plan.counters).await?
+        {
+            plan = Plan {
+                address: plan.address,
+                locale: plan.locale,
+                ..suppressed(plan.channel, StatusReason::ContactBudgetExceeded)
+            };
+        }
+        let row = MessageRow {
+            tenant: tenant.to_owned(),
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: spec.request_id.clone(),
+            send_group: spec.send_group.clone(),
+            profile: audience.profile.clone(),
+            recipient: spec.recipient.encode_to_vec(),
+            channel: plan.channel as i32,
+            address: plan.address,
+            purpose: spec.purpose as i32,
+            priority: spec.priority as i32,
+            template: template.name.clone(),
+            locale: plan.locale,
+            origin: spec.origin.clone(),
+            status: plan.status as i32,
+            content: plan.content,
+            provider: String::new(),
+            provider_message_id: String::new(),
+            attempt_count: 0,
+            not_before_us: spec.not_before_us,
+            next_attempt_us: plan.due_us,
+            lease_until_us: 0,
+            budget_keys: Counter::encode(budget_holder, &plan.counters),
+            history_len: 1,
+            create_us: now,
+            update_us: now,
+        };
+        let change = Change {
+            status: plan.status as i32,
+            reason: plan.reason as i32,
+            time_us: now,
+            ..Change::default()
+        };
+        if !messages::insert(&transaction, &row, std::slice::from_ref(&change)).await? {
+            // A concurrent retry of the same request won: its message is the answer.
+            drop(transaction);
+            return messages::by_request(self.db(), tenant, &spec.request_id)
+                .await?
+                .ok_or_else(|| Error::Aborted("a concurrent send holds this request id".into()));
+        }
+        if plan.status == MessageStatus::Suppressed {
+            Outbox::new(crate::NAME)
+                .append(
+                    &transaction,
+                    &status_event(&row, "message.suppressed", plan.reason),
+                )
+                .await?;
+        }
+        transaction.commit().await?;
+        if plan.status == MessageStatus::Queued {
+            self.wake_delivery();
+        }
+        Ok(row)
+    }
+
+    /// Chooses the channel and address, enforces consent and suppressions, renders the
+    /// content, and works out when the message is due and which budget counters it takes.
+    async fn plan(
+        &self,
+        tenant: &str,
+        spec: &SendSpec,
+        audience: &Audience,
+        policy: &ContactPolicy,
+        template: &Template,
+        now: i64,
+    ) -> Result<Plan, Error> {
+        if audience.erased {
+            let channel = match spec.selector {
+                Selector::Given(channel) => channel,
+                Selector::Preferred(_) => Channel::Unspecified,
+            };
+            return Ok(suppressed(channel, StatusReason::Erased));
+        }
+        let (channel, address) = match &spec.selector {
+            Selector::Given(channel) => {
+                if template::select_variant(template, *channel, &audience.locale).is_none() {
+                    return Err(Error::invalid(
+                        "template",
+                        format!("has no variant for {}", channel.as_str_name()),
+                    ));
+                }
+                match self
+                    .eligibility(tenant, audience, policy, *channel, spec.purpose)
+                    .await?
+                {
+                    Ok(address) => (*channel, address),
+                    Err(reason) => return Ok(suppressed(*channel, reason)),
+                }
+            }
+            Selector::Preferred(candidates) => {
+                let ranking: Vec<Channel> = if audience.ranking.is_empty() {
+                    DEFAULT_RANKING.to_vec()
+                } else {
+                    audience.ranking.clone()
+                };
+                let mut chosen = None;
+                for channel in ranking
+                    .into_iter()
+                    .filter(|channel| candidates.is_empty() || candidates.contains(channel))
+                {
+                    if template::select_variant(template, channel, &audience.locale).is_none() {
+                        continue;
+                    }
+                    if let Ok(address) = self
+                        .eligibility(tenant, audience, policy, channel, spec.purpose)
+                        .await?
+                    {
+                        chosen = Some((channel, address));
+                        break;
+                    }
+                }
+                match chosen {
+                    Some(chosen) => chosen,
+                    None => {
+                        return Ok(suppressed(
+                            Channel::Unspecified,
+                            StatusReason::NoEligibleChannel,
+                        ));
+                    }
+                }
+            }
+        };
+        let variant = template::select_variant(template, channel, &audience.locale)
+            .ok_or_else(|| Error::internal("the chosen channel's variant vanished"))?;
+        let mut variables = spec.variables.clone();
+        variables.insert("profile".to_owned(), audience.variables.clone());
+        variables.insert(
+            "message".to_owned(),
+            serde_json::json!({ "channel": channel.as_str_name() }),
+        );
+        let rendered = template::render(
+            variant,
+            &serde_json::Value::Object(variables),
+            &self.options().templates,
+        )?;
+
+        let mut due = now.max(spec.not_before_us.unwrap_or(now));
+        let mut status = MessageStatus::Queued;
+        let mut reason = StatusReason::Unspecified;
+        if due > now {
+            status = MessageStatus::Deferred;
+            reason = StatusReason::NotBefore;
+        }
+        let bypass = spec.bypass_quiet_hours && may_bypass_quiet_hours(policy, spec.purpose);
+        let window = audience
+            .quiet_hours
+            .as_ref()
+            .or(policy.default_quiet_hours.as_ref());
+        if let (false, Some(window)) = (bypass, window) {
+            let at = DateTime::<Utc>::from_timestamp_micros(due).unwrap_or_default();
+            if let Some(end) = quiet_hours_end(window, audience.zone, at) {
+                due = end.timestamp_micros();
+                status = MessageStatus::Deferred;
+                reason = StatusReason::QuietHours;
+            }
+        }
+        let mut counters = Vec::new();
+        if !budget_exempt(policy, spec.purpose) {
+            let budget = audience.budget.as_ref().or(policy.default_budget.as_ref());
+            if let Some(budget) = budget {
+                let at = DateTime::<Utc>::from_timestamp_micros(due).unwrap_or_default();
+                for limit in matching_limits(budget, channel, spec.purpose) {
+                    counters.push(Counter {
+                        limit_key: limit_key(limit),
+                        period_start: period_of(limit, audience.zone, at).0,
+                        max: limit.max_contacts,
+                    });
+                }
+            }
+        }
+        Ok(Plan {
+            channel,
+            address: address.clone(),
+            locale: rendered.variant.locale.clone(),
+            content: rendered.variant.encode_to_vec(),
+            status,
+            reason,
+            due_us: due,
+            counters,
+        })
+    }
+
+    /// The address to use on `channel`, or why the customer may not be contacted there.
+    async fn eligibility(
+        &self,
+        tenant: &str,
+        audience: &Audience,
+        policy: &ContactPolicy,
+        channel: Channel,
+        purpose: Purpose,
+    ) -> Result<Result<String, StatusReason>, Error> {
+        let Some(address) = audience.address(channel) else {
+            return Ok(Err(StatusReason::NoAddress));
+        };
+        if !consent_allows(policy, audience.consent(channel, purpose), purpose) {
+            return Ok(Err(StatusReason::ConsentDenied));
+        }
+        if suppressions::is_suppressed(
+            self.db(),
+            tenant,
+            &address.key(),
+            channel as i32,
+            purpose as i32,
+        )
+        .await?
+        {
+            return Ok(Err(StatusReason::AddressSuppressed));
+        }
+        Ok(Ok(address.value.to_owned()))
+    }
+}
