@@ -1,7 +1,6 @@
 //! Data-subject requests: everything held on a customer as JSON (ExportProfile), and the
 //! removal of their personal data (EraseProfile, and the clean-up DeleteProfile shares).
 
-use std::collections::BTreeMap;
 
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -248,32 +247,4 @@ async fn export_one<C: ConnectionTrait>(c: &C, row: &profile::Model) -> Result<V
         "merge_history": merges,
         "segments": segments,
     }))
-}
-
-/// A JSON object as a `google.protobuf.Struct`.
-pub fn to_struct(value: Value) -> prost_types::Struct {
-    match to_proto(value).kind {
-        Some(prost_types::value::Kind::StructValue(s)) => s,
-        _ => prost_types::Struct::default(),
-    }
-}
-
-fn to_proto(value: Value) -> prost_types::Value {
-    use prost_types::value::Kind as K;
-    let kind = match value {
-        Value::Null => K::NullValue(0),
-        Value::Bool(b) => K::BoolValue(b),
-        Value::Number(n) => K::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => K::StringValue(s),
-        Value::Array(items) => K::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(to_proto).collect(),
-        }),
-        Value::Object(map) => K::StructValue(prost_types::Struct {
-            fields: map
-                .into_iter()
-                .map(|(k, v)| (k, to_proto(v)))
-                .collect::<BTreeMap<_, _>>(),
-        }),
-    };
-    prost_types::Value { kind: Some(kind) }
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod json;
 pub mod migration;
 pub mod peers;
 pub mod server;

@@ -20,7 +20,7 @@ impl Api {
         let row = store::require_profile(db, &caller.tenant, id, false).await?;
         let document = privacy::export(db, &row).await?;
         Ok(ExportProfileResponse {
-            data: Some(privacy::to_struct(document)),
+            data: Some(throughline_runtime::json::json_to_struct(document)),
             export_time: Some(store::timestamp(store::now_us())),
         })
     }
