@@ -54,7 +54,7 @@ impl Default for Options {
 pub struct Service {
     db: DatabaseConnection,
     options: Options,
-    idempotency: Idempotency,
+    pub(crate) idempotency: Idempotency,
 }
 
 impl Service {
