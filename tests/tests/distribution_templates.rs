@@ -107,9 +107,11 @@ fn number(number: f64) -> prost_types::Value {
 
 fn list(items: &[&str]) -> prost_types::Value {
     prost_types::Value {
-        kind: Some(prost_types::value::Kind::ListValue(prost_types::ListValue {
-            values: items.iter().map(|item| text(*item)).collect(),
-        })),
+        kind: Some(prost_types::value::Kind::ListValue(
+            prost_types::ListValue {
+                values: items.iter().map(|item| text(*item)).collect(),
+            },
+        )),
     }
 }
 
@@ -165,7 +167,10 @@ on_both_databases!(
         taken.request_id = "req-2".into();
         let status = client.create_template(taken).await.unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
-        assert_eq!(get(&mut client, "templates/welcome").await.unwrap(), created);
+        assert_eq!(
+            get(&mut client, "templates/welcome").await.unwrap(),
+            created
+        );
 
         // The service names a template created without an id.
         let assigned = create(&mut client, "", template("Other", vec![sms("", "x")])).await;
@@ -174,7 +179,10 @@ on_both_databases!(
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
 
         // Bad input names its fields.
-        let mut bad = template("", vec![sms("", "Hi {{ name"), sms("", "dup"), email("en", "", "")]);
+        let mut bad = template(
+            "",
+            vec![sms("", "Hi {{ name"), sms("", "dup"), email("en", "", "")],
+        );
         bad.variants.push(TemplateVariant {
             channel: Channel::Push as i32,
             locale: "en-GB".into(),
@@ -231,7 +239,10 @@ on_both_databases!(
         assert_eq!(updated.variants, created.variants);
         assert_eq!(updated.etag, "2");
         assert_eq!(updated.create_time, created.create_time);
-        assert_eq!(get(&mut client, "templates/welcome").await.unwrap(), updated);
+        assert_eq!(
+            get(&mut client, "templates/welcome").await.unwrap(),
+            updated
+        );
         // The same etag again is stale.
         let status = client
             .update_template(UpdateTemplateRequest {
@@ -403,9 +414,18 @@ on_both_databases!(
         let mut notice = template(
             "Delivery notice",
             vec![
-                sms("", "Hello {{ name }}, your parcel {{ parcel }} is on its way."),
-                sms("fr", "Bonjour {{ name }}, votre colis {{ parcel }} est en route."),
-                sms("ru", "Здравствуйте, {{ name }}! Посылка {{ parcel }} в пути."),
+                sms(
+                    "",
+                    "Hello {{ name }}, your parcel {{ parcel }} is on its way.",
+                ),
+                sms(
+                    "fr",
+                    "Bonjour {{ name }}, votre colis {{ parcel }} est en route.",
+                ),
+                sms(
+                    "ru",
+                    "Здравствуйте, {{ name }}! Посылка {{ parcel }} в пути.",
+                ),
                 sms("de", "{{ text }}"),
             ],
         );
@@ -423,7 +443,10 @@ on_both_databases!(
             .unwrap()
             .into_inner();
         assert_eq!(response.locale, "fr");
-        assert_eq!(sms_body(&response), "Bonjour Ada, votre colis P-1 est en route.");
+        assert_eq!(
+            sms_body(&response),
+            "Bonjour Ada, votre colis P-1 est en route."
+        );
         let details = response.sms_details.unwrap();
         assert_eq!(details.encoding(), SmsEncoding::Gsm7);
         assert_eq!(details.character_count, 42);
@@ -454,7 +477,10 @@ on_both_databases!(
             .unwrap()
             .into_inner();
         assert_eq!(response.locale, "");
-        assert_eq!(sms_body(&response), "Hello Ada, your parcel P-1 is on its way.");
+        assert_eq!(
+            sms_body(&response),
+            "Hello Ada, your parcel P-1 is on its way."
+        );
 
         // Extension characters count twice: 80 euro signs fill one segment, one more overflows it.
         for (count, segments) in [(80, 1), (81, 2)] {
@@ -549,7 +575,11 @@ on_both_databases!(
             panic!("not an email: {response:?}");
         };
         assert_eq!(content.subject, "Order 42");
-        assert!(content.html_body.contains("<h1>Hello Ada &lt;3</h1>"), "{}", content.html_body);
+        assert!(
+            content.html_body.contains("<h1>Hello Ada &lt;3</h1>"),
+            "{}",
+            content.html_body
+        );
         assert_eq!(
             content.text_body,
             "Hello Ada <3\n\nYour order & invoice:\n\n- Tea\n- Cups\n\n\
@@ -565,7 +595,11 @@ on_both_databases!(
             variables: Some(vars([("who", text("Bob"))])),
         };
         let response = client
-            .render_template(inline(vec![email("", "Hi {{ who }}", "<p>Dear {{ who }}</p>")]))
+            .render_template(inline(vec![email(
+                "",
+                "Hi {{ who }}",
+                "<p>Dear {{ who }}</p>",
+            )]))
             .await
             .unwrap()
             .into_inner();
@@ -577,7 +611,10 @@ on_both_databases!(
             .render_template(inline(vec![email("", "Hi {{ who", "<p>x</p>")]))
             .await
             .unwrap_err();
-        assert_eq!(violations(&status), ["inline_template.variants[0].email.subject"]);
+        assert_eq!(
+            violations(&status),
+            ["inline_template.variants[0].email.subject"]
+        );
         let status = client
             .render_template(inline(vec![email("", "Hi {{ whom }}", "<p>x</p>")]))
             .await
@@ -592,7 +629,12 @@ on_both_databases!(
         let suite = TestSuite::start(&["distribution"], &test_db).await;
         let mut acme = client(&suite, "acme").await;
         let mut globex = client(&suite, "globex").await;
-        create(&mut acme, "shared-id", template("Acme", vec![sms("", "acme")])).await;
+        create(
+            &mut acme,
+            "shared-id",
+            template("Acme", vec![sms("", "acme")]),
+        )
+        .await;
         let status = get(&mut globex, "templates/shared-id").await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound, "{status:?}");
         let status = globex
@@ -615,13 +657,24 @@ on_both_databases!(
             .into_inner();
         assert!(listed.templates.is_empty());
         // The same id is free in another tenant, and each keeps its own.
-        create(&mut globex, "shared-id", template("Globex", vec![sms("", "globex")])).await;
+        create(
+            &mut globex,
+            "shared-id",
+            template("Globex", vec![sms("", "globex")]),
+        )
+        .await;
         assert_eq!(
-            get(&mut acme, "templates/shared-id").await.unwrap().display_name,
+            get(&mut acme, "templates/shared-id")
+                .await
+                .unwrap()
+                .display_name,
             "Acme"
         );
         assert_eq!(
-            get(&mut globex, "templates/shared-id").await.unwrap().display_name,
+            get(&mut globex, "templates/shared-id")
+                .await
+                .unwrap()
+                .display_name,
             "Globex"
         );
     }

@@ -1,7 +1,6 @@
 //! Data-subject requests: everything held on a customer as JSON (ExportProfile), and the
 //! removal of their personal data (EraseProfile, and the clean-up DeleteProfile shares).
 
-
 use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};

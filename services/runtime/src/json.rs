@@ -26,7 +26,9 @@ pub fn value_to_json(value: &prost_types::Value) -> Value {
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::NumberValue(n)) => number_to_json(*n),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_to_json).collect()),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
         Some(Kind::StructValue(s)) => struct_to_json(s),
     }
 }
@@ -90,9 +92,15 @@ mod tests {
 
     #[test]
     fn odd_values() {
-        assert_eq!(json_to_struct(json!([1, 2])), prost_types::Struct::default());
+        assert_eq!(
+            json_to_struct(json!([1, 2])),
+            prost_types::Struct::default()
+        );
         assert_eq!(number_to_json(f64::NAN), Value::Null);
         assert_eq!(number_to_json(1e300), json!(1e300));
-        assert_eq!(value_to_json(&prost_types::Value { kind: None }), Value::Null);
+        assert_eq!(
+            value_to_json(&prost_types::Value { kind: None }),
+            Value::Null
+        );
     }
 }

@@ -13,7 +13,12 @@ use crate::store::templates::{self as store, template_name};
 use crate::template;
 
 /// The fields UpdateTemplate can change.
-const UPDATABLE: [&str; 4] = ["display_name", "description", "variants", "sample_variables"];
+const UPDATABLE: [&str; 4] = [
+    "display_name",
+    "description",
+    "variants",
+    "sample_variables",
+];
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -184,7 +189,9 @@ impl Api {
             &self.service.db,
             tenant,
             channel,
-            after.as_ref().map(|(name, id)| (name.as_str(), id.as_str())),
+            after
+                .as_ref()
+                .map(|(name, id)| (name.as_str(), id.as_str())),
             page_size + 1,
         )
         .await?;

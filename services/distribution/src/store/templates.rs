@@ -89,7 +89,11 @@ pub(crate) async fn find(
     id: &str,
 ) -> Result<Option<Template>, Error> {
     let query = select(tenant).and_where(col("id").eq(id)).to_owned();
-    db.query_one(&query).await?.as_ref().map(from_row).transpose()
+    db.query_one(&query)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 /// Saves a new template at revision 1; ALREADY_EXISTS when `id` is taken.
@@ -207,9 +211,9 @@ pub(crate) async fn list(
     }
     if let Some((display_name, id)) = after {
         query.and_where(
-            col("display_name").gt(display_name).or(col("display_name")
-                .eq(display_name)
-                .and(col("id").gt(id))),
+            col("display_name")
+                .gt(display_name)
+                .or(col("display_name").eq(display_name).and(col("id").gt(id))),
         );
     }
     query

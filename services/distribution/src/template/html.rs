@@ -8,8 +8,26 @@ const HIDDEN: [&str; 5] = ["script", "style", "head", "title", "template"];
 
 /// Elements that start and end a paragraph.
 const BLOCKS: [&str; 20] = [
-    "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "table", "tr", "ul", "ol", "blockquote",
-    "section", "article", "header", "footer", "hr", "pre", "address",
+    "p",
+    "div",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "tr",
+    "ul",
+    "ol",
+    "blockquote",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "hr",
+    "pre",
+    "address",
 ];
 
 /// Plain text from `html`.
@@ -329,7 +347,9 @@ mod tests {
     #[test]
     fn entities() {
         assert_eq!(
-            html_to_text("Fish &amp; chips &lt;3 &quot;x&quot; &#233;t&#xE9; &euro;5 &bogus; & more"),
+            html_to_text(
+                "Fish &amp; chips &lt;3 &quot;x&quot; &#233;t&#xE9; &euro;5 &bogus; & more"
+            ),
             "Fish & chips <3 \"x\" été €5 &bogus; & more"
         );
         assert_eq!(decode_entities("&#0;&#x110000;"), "&#0;&#x110000;");
@@ -350,7 +370,18 @@ mod tests {
 
     #[test]
     fn malformed_input_does_not_panic() {
-        for html in ["<", "a < b", "<p", "<a href=\"x", "</", "<!--", "<>", "<é>", "&", "&#;"] {
+        for html in [
+            "<",
+            "a < b",
+            "<p",
+            "<a href=\"x",
+            "</",
+            "<!--",
+            "<>",
+            "<é>",
+            "&",
+            "&#;",
+        ] {
             let _ = html_to_text(html);
         }
         assert_eq!(html_to_text("a < b and c > d"), "a < b and c > d");

@@ -108,9 +108,10 @@ pub fn validate(template: &Template, limits: &TemplateLimits) -> Result<(), Erro
                 format!("{at}.locale"),
                 "must be empty or a BCP-47 tag such as `fr` or `fr-CA`".into(),
             );
-        } else if let Some(first) =
-            seen.insert((variant.channel, variant.locale.to_ascii_lowercase()), index)
-        {
+        } else if let Some(first) = seen.insert(
+            (variant.channel, variant.locale.to_ascii_lowercase()),
+            index,
+        ) {
             violation(
                 format!("{at}.locale"),
                 format!("variants[{first}] has the same channel and locale"),
@@ -165,17 +166,18 @@ pub fn validate(template: &Template, limits: &TemplateLimits) -> Result<(), Erro
                     );
                 }
             }
-            Some(Content::Push(content)) => {
-                if content.title.trim().is_empty() && content.body.trim().is_empty() {
-                    violation(format!("{at}.push.body"), "a push needs a title or a body".into());
-                }
+            Some(Content::Push(content))
+                if content.title.trim().is_empty() && content.body.trim().is_empty() =>
+            {
+                violation(
+                    format!("{at}.push.body"),
+                    "a push needs a title or a body".into(),
+                );
             }
-            Some(Content::Text(content)) => {
-                if content.body.trim().is_empty() {
-                    violation(format!("{at}.text.body"), "is required".into());
-                }
+            Some(Content::Text(content)) if content.body.trim().is_empty() => {
+                violation(format!("{at}.text.body"), "is required".into());
             }
-            None => {}
+            _ => {}
         }
         for field in render::fields(variant) {
             if field.source.len() > limits.max_field_bytes {
@@ -257,7 +259,8 @@ pub fn select_variant<'a>(
     let locale = locale.trim().replace('_', "-");
     let language = locale.split('-').next().unwrap_or_default();
     let with_locale = |wanted: &str| {
-        candidates().find(|variant| !wanted.is_empty() && variant.locale.eq_ignore_ascii_case(wanted))
+        candidates()
+            .find(|variant| !wanted.is_empty() && variant.locale.eq_ignore_ascii_case(wanted))
     };
     with_locale(&locale)
         .or_else(|| with_locale(language))

@@ -58,7 +58,11 @@ pub(super) fn fields(variant: &TemplateVariant) -> Vec<Field<'_>> {
         Some(Content::Push(push_content)) => {
             push("push.title".into(), push_content.title.as_str(), false);
             push("push.body".into(), push_content.body.as_str(), false);
-            push("push.deep_link".into(), push_content.deep_link.as_str(), false);
+            push(
+                "push.deep_link".into(),
+                push_content.deep_link.as_str(),
+                false,
+            );
             let data: BTreeMap<_, _> = push_content.data.iter().collect();
             for (key, value) in data {
                 push(format!("push.data[{key:?}]"), value.as_str(), false);
@@ -280,7 +284,9 @@ fn to_value(json: &serde_json::Value) -> Value {
             (None, None) => Value::from(n.to_string()),
         },
         serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(items) => Value::from(items.iter().map(to_value).collect::<Vec<_>>()),
+        serde_json::Value::Array(items) => {
+            Value::from(items.iter().map(to_value).collect::<Vec<_>>())
+        }
         serde_json::Value::Object(map) => Value::from(
             map.iter()
                 .map(|(k, v)| (k.clone(), to_value(v)))

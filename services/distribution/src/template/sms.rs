@@ -44,7 +44,7 @@ pub fn sms_details(body: &str) -> SmsDetails {
         ),
     };
     let length: u32 = widths.iter().sum();
-    let segments = if length <= single {
+    let segments: u32 = if length <= single {
         1
     } else {
         let mut segments = 1;
@@ -110,7 +110,10 @@ mod tests {
             assert_eq!(details(&c.to_string()), (SmsEncoding::Gsm7, 2, 1), "{c:?}");
         }
         assert_eq!(details(&"€".repeat(80)), (SmsEncoding::Gsm7, 160, 1));
-        assert_eq!(details(&format!("{}a", "€".repeat(80))), (SmsEncoding::Gsm7, 161, 2));
+        assert_eq!(
+            details(&format!("{}a", "€".repeat(80))),
+            (SmsEncoding::Gsm7, 161, 2)
+        );
         // 152 septets then an escape pair: the pair moves whole to the second segment.
         let body = format!("{}€{}", "a".repeat(152), "a".repeat(10));
         assert_eq!(details(&body), (SmsEncoding::Gsm7, 164, 2));
@@ -121,6 +124,9 @@ mod tests {
     #[test]
     fn basic_set_is_one_septet() {
         assert_eq!(details("Ça coûte 5 £ @ Åse"), (SmsEncoding::Ucs2, 18, 1));
-        assert_eq!(details("Ça coute 5 £ @ Åse ¿¡ÑÜß"), (SmsEncoding::Gsm7, 24, 1));
+        assert_eq!(
+            details("Ça coute 5 £ @ Åse ¿¡ÑÜß"),
+            (SmsEncoding::Gsm7, 24, 1)
+        );
     }
 }

@@ -159,7 +159,10 @@ fn validation_names_fields() {
         ["template.variants"]
     );
     let many = template((0..101).map(|i| sms(&format!("en-{i}"), "x")).collect());
-    assert_eq!(fields(validate(&many, &limits).unwrap_err()), ["template.variants"]);
+    assert_eq!(
+        fields(validate(&many, &limits).unwrap_err()),
+        ["template.variants"]
+    );
     assert!(validate(&template(vec![sms("", "Hi {{ name }}")]), &limits).is_ok());
 }
 
@@ -175,7 +178,10 @@ fn sample_variables_check_rendered_limits() {
     ));
     assert_eq!(
         fields(validate(&t, &limits).unwrap_err()),
-        ["template.variants[0].sms.body", "template.sample_variables.name"]
+        [
+            "template.variants[0].sms.body",
+            "template.sample_variables.name"
+        ]
     );
     t.sample_variables = Some(throughline_runtime::json::json_to_struct(
         json!({"text": "short", "name": "Ada"}),
@@ -282,7 +288,10 @@ fn render_errors_are_invalid_argument() {
     let error = render(&sms("", "{{ n / 0 }}"), &json!({"n": 1}), &limits).unwrap_err();
     assert_eq!(fields(error), ["sms.body"]);
     let error = render(
-        &sms("", "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}"),
+        &sms(
+            "",
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+        ),
         &json!({}),
         &limits,
     )
