@@ -67,9 +67,11 @@ fn decode_token(token: &str, channel: i32) -> Result<Option<(String, String)>, E
         .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
         .collect();
     let text = String::from_utf8(bytes.ok_or_else(invalid)?).map_err(|_| invalid())?;
-    let mut parts = text.splitn(3, '\u{1}');
-    let (Some(filter), Some(display_name), Some(id)) = (parts.next(), parts.next(), parts.next())
-    else {
+    // The display name may hold anything, the channel and the id never the separator.
+    let Some((filter, rest)) = text.split_once('\u{1}') else {
+        return Err(invalid());
+    };
+    let Some((display_name, id)) = rest.rsplit_once('\u{1}') else {
         return Err(invalid());
     };
     if filter != channel.to_string() {
@@ -319,7 +321,11 @@ impl Api {
                     None => return Err(not_found(id)),
                 }
             }
-            Some(render_template_request::Source::InlineTemplate(template)) => {
+            Some(render_template_request::Source::InlineTemplate(mut template)) => {
+                // A draft being previewed need not be named yet.
+                if template.display_name.trim().is_empty() {
+                    template.display_name = "Preview".into();
+                }
                 template::validate(&template, limits)
                     .map_err(|error| renamed(error, "inline_template"))?;
                 (template, "inline_template")
@@ -390,5 +396,31 @@ impl Api {
             content,
             sms_details: rendered.sms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_their_filter() {
+        let last = Template {
+            name: "templates/t-1".into(),
+            display_name: "Odd \u{1} name".into(),
+            ..Template::default()
+        };
+        let token = encode_token(2, &last);
+        assert_eq!(
+            decode_token(&token, 2).unwrap(),
+            Some(("Odd \u{1} name".to_owned(), "t-1".to_owned()))
+        );
+        assert!(decode_token(&token, 1).is_err());
+        assert!(decode_token(&token[1..], 2).is_err());
+        assert!(decode_token("zz", 2).is_err());
+        assert!(decode_token("ff", 2).is_err());
+        assert_eq!(decode_token("", 2).unwrap(), None);
     }
 }

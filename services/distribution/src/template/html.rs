@@ -59,7 +59,8 @@ pub fn html_to_text(html: &str) -> String {
                 out.line_break(1);
                 out.word("- ");
             }
-            "li" | "td" | "th" => {}
+            // Cells side by side stay apart.
+            "td" | "th" if tag.closing => out.text(" "),
             "a" if !tag.closing => links.push((tag.href.unwrap_or_default(), out.text.len())),
             "a" => {
                 if let Some((href, start)) = links.pop() {
@@ -366,6 +367,12 @@ mod tests {
             "Items:\n\n- One\n- Two\n\nTrack it (https://x.test/a?b=1&c=2), https://x.test, \
              help@x.test, top"
         );
+    }
+
+    #[test]
+    fn table_cells_stay_apart() {
+        let html = "<table><tr><td>Total</td><td>12 &euro;</td></tr><tr><th>VAT</th><th>2</th></tr></table>";
+        assert_eq!(html_to_text(html), "Total 12 €\n\nVAT 2");
     }
 
     #[test]

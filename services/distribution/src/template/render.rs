@@ -31,6 +31,14 @@ pub(super) fn environment() -> Environment<'static> {
     });
     // A variable missing at render time is an error, never an empty string in a message.
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A variable given as null prints nothing rather than `none` in a customer's message.
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     // Bounds what a template can make the server do (deep recursion, huge loops).
     env.set_recursion_limit(64);
     env.set_fuel(Some(1_000_000));

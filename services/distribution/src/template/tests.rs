@@ -222,6 +222,31 @@ fn missing_variables_are_named_once_each() {
 }
 
 #[test]
+fn locals_loops_and_nulls_are_not_missing() {
+    let limits = TemplateLimits::default();
+    let v = sms(
+        "",
+        "{% set greeting = 'Hi' %}{{ greeting }} {{ nickname }}\
+         {% for item in items %}{{ loop.index }}.{{ item }} {% endfor %}\
+         {% if vip %}{{ coupon }}{% endif %}",
+    );
+    let rendered = render(
+        &v,
+        &json!({"nickname": null, "items": ["a", "b"], "vip": false, "coupon": "X"}),
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(body(&rendered), "Hi 1.a 2.b ");
+    // A variable used only in a branch not taken must still be given.
+    let error = render(
+        &v,
+        &json!({"nickname": "Al", "items": [], "vip": false}),
+        &limits,
+    );
+    assert_eq!(fields(error.unwrap_err()), ["variables.coupon"]);
+}
+
+#[test]
 fn html_is_escaped_in_the_html_body_only() {
     let limits = TemplateLimits::default();
     let v = email("{{ name }}", "<p>Hello {{ name }}</p>", "");
