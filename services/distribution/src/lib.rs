@@ -39,7 +39,7 @@ pub use migration::Migrator;
 pub const NAME: &str = "distribution";
 
 /// `[distribution]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// A database of its own for this service; the shared `[database]` when unset.
@@ -73,23 +73,13 @@ impl Validate for Options {
     }
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            database_url: None,
-            templates: template::TemplateLimits::default(),
-            providers: BTreeMap::new(),
-            delivery: DeliveryOptions::default(),
-        }
-    }
-}
 
 /// The running service: what its handlers share.
 #[derive(Debug, Clone)]
 pub struct Service {
     db: DatabaseConnection,
     options: Options,
-    idempotency: Idempotency,
+    pub(crate) idempotency: Idempotency,
     peers: Peers,
     delivery: Arc<Delivery>,
 }
