@@ -138,7 +138,13 @@ fn send_request(
 }
 
 async fn send(client: &mut Client, request: SendRequest) -> Message {
-    client.send(request).await.unwrap().into_inner().message.unwrap()
+    client
+        .send(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
 }
 
 fn status_of(message: &Message) -> (MessageStatus, StatusReason) {
@@ -278,14 +284,31 @@ on_both_databases!(
             },
         )
         .await;
-        set_consent(&mut profiles, &ada, Channel::Email, Purpose::Marketing, ConsentStatus::Denied)
-            .await;
-        set_consent(&mut profiles, &ada, Channel::Sms, Purpose::Marketing, ConsentStatus::Granted)
-            .await;
+        set_consent(
+            &mut profiles,
+            &ada,
+            Channel::Email,
+            Purpose::Marketing,
+            ConsentStatus::Denied,
+        )
+        .await;
+        set_consent(
+            &mut profiles,
+            &ada,
+            Channel::Sms,
+            Purpose::Marketing,
+            ConsentStatus::Granted,
+        )
+        .await;
 
         let denied = send(
             &mut client,
-            send_request(to_profile(&ada), on(Channel::Email), Purpose::Marketing, "m1"),
+            send_request(
+                to_profile(&ada),
+                on(Channel::Email),
+                Purpose::Marketing,
+                "m1",
+            ),
         )
         .await;
         assert_eq!(
@@ -357,7 +380,10 @@ on_both_databases!(
         .await;
         assert_eq!(
             status_of(&over),
-            (MessageStatus::Suppressed, StatusReason::ContactBudgetExceeded)
+            (
+                MessageStatus::Suppressed,
+                StatusReason::ContactBudgetExceeded
+            )
         );
         let service = send(
             &mut client,
@@ -421,15 +447,24 @@ on_both_databases!(
         );
         let next = deferred.next_attempt_time.unwrap().seconds;
         let now = chrono::Utc::now().timestamp();
-        assert!(next > now + 3600 && next <= now + 2 * 3600, "{next} vs {now}");
+        assert!(
+            next > now + 3600 && next <= now + 2 * 3600,
+            "{next} vs {now}"
+        );
 
-        let mut urgent =
-            send_request(to_profile(&ada), on(Channel::Email), Purpose::Service, "q2");
+        let mut urgent = send_request(to_profile(&ada), on(Channel::Email), Purpose::Service, "q2");
         urgent.bypass_quiet_hours = true;
-        assert_eq!(send(&mut client, urgent).await.status, MessageStatus::Queued as i32);
+        assert_eq!(
+            send(&mut client, urgent).await.status,
+            MessageStatus::Queued as i32
+        );
 
-        let mut pushy =
-            send_request(to_profile(&ada), on(Channel::Email), Purpose::Marketing, "q3");
+        let mut pushy = send_request(
+            to_profile(&ada),
+            on(Channel::Email),
+            Purpose::Marketing,
+            "q3",
+        );
         pushy.bypass_quiet_hours = true;
         let refused = client.send(pushy).await.unwrap_err();
         assert_eq!(violations(&refused), ["bypass_quiet_hours"]);
@@ -459,13 +494,23 @@ on_both_databases!(
         // SMS ranks first but there is no number: email it is.
         let chosen = send(
             &mut client,
-            send_request(to_profile(&email_only), preferred(&[]), Purpose::Service, "p1"),
+            send_request(
+                to_profile(&email_only),
+                preferred(&[]),
+                Purpose::Service,
+                "p1",
+            ),
         )
         .await;
         assert_eq!(chosen.channel, Channel::Email as i32);
         let none = send(
             &mut client,
-            send_request(to_profile(&email_only), preferred(&[Channel::Sms]), Purpose::Service, "p2"),
+            send_request(
+                to_profile(&email_only),
+                preferred(&[Channel::Sms]),
+                Purpose::Service,
+                "p2",
+            ),
         )
         .await;
         assert_eq!(
@@ -510,7 +555,12 @@ on_both_databases!(
         assert_eq!(channels, [Channel::Sms as i32, Channel::Email as i32]);
         assert_eq!(sent[0].address, "+14155550123");
         assert_eq!(sent[0].send_group, sent[1].send_group);
-        let again = client.send_multi(multi).await.unwrap().into_inner().messages;
+        let again = client
+            .send_multi(multi)
+            .await
+            .unwrap()
+            .into_inner()
+            .messages;
         let names = |m: &[Message]| m.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&again), names(&sent));
         suite.stop().await;
@@ -566,7 +616,12 @@ on_both_databases!(
 
         let now = send(
             &mut client,
-            send_request(to_email("ada@example.com"), on(Channel::Email), Purpose::Service, "now"),
+            send_request(
+                to_email("ada@example.com"),
+                on(Channel::Email),
+                Purpose::Service,
+                "now",
+            ),
         )
         .await;
         wait_for(&mut client, &now.name, MessageStatus::Sent).await;
@@ -588,41 +643,69 @@ on_both_databases!(
         let suite = start(&test_db).await;
         let (mut client, _) = clients(&suite, "acme").await;
         welcome_template(&mut client).await;
-        let no_key = send_request(to_email("ada@example.com"), on(Channel::Email), Purpose::Service, "");
+        let no_key = send_request(
+            to_email("ada@example.com"),
+            on(Channel::Email),
+            Purpose::Service,
+            "",
+        );
         assert_eq!(
             violations(&client.send(no_key).await.unwrap_err()),
             ["request_id"]
         );
-        let bad_address =
-            send_request(to_email("not-an-address"), on(Channel::Email), Purpose::Service, "b1");
+        let bad_address = send_request(
+            to_email("not-an-address"),
+            on(Channel::Email),
+            Purpose::Service,
+            "b1",
+        );
         assert_eq!(
             violations(&client.send(bad_address).await.unwrap_err()),
             ["recipient.address.email"]
         );
-        let wrong_channel =
-            send_request(to_email("ada@example.com"), on(Channel::Sms), Purpose::Service, "b2");
+        let wrong_channel = send_request(
+            to_email("ada@example.com"),
+            on(Channel::Sms),
+            Purpose::Service,
+            "b2",
+        );
         assert_eq!(
             violations(&client.send(wrong_channel).await.unwrap_err()),
             ["recipient.address"]
         );
-        let mut no_purpose =
-            send_request(to_email("ada@example.com"), on(Channel::Email), Purpose::Service, "b3");
+        let mut no_purpose = send_request(
+            to_email("ada@example.com"),
+            on(Channel::Email),
+            Purpose::Service,
+            "b3",
+        );
         no_purpose.purpose = 0;
         no_purpose.channel = on(Channel::Web);
         let mut fields = violations(&client.send(no_purpose).await.unwrap_err());
         fields.sort();
         assert_eq!(fields, ["channel.channel", "purpose"]);
-        let mut missing_variable =
-            send_request(to_email("ada@example.com"), on(Channel::Email), Purpose::Service, "b4");
+        let mut missing_variable = send_request(
+            to_email("ada@example.com"),
+            on(Channel::Email),
+            Purpose::Service,
+            "b4",
+        );
         missing_variable.variables = None;
         assert_eq!(
             violations(&client.send(missing_variable).await.unwrap_err()),
             ["variables.name"]
         );
-        let mut unknown =
-            send_request(to_email("ada@example.com"), on(Channel::Email), Purpose::Service, "b5");
+        let mut unknown = send_request(
+            to_email("ada@example.com"),
+            on(Channel::Email),
+            Purpose::Service,
+            "b5",
+        );
         unknown.template = "templates/nope".into();
-        assert_eq!(client.send(unknown).await.unwrap_err().code(), Code::NotFound);
+        assert_eq!(
+            client.send(unknown).await.unwrap_err().code(),
+            Code::NotFound
+        );
         suite.stop().await;
     }
 );

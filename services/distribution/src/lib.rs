@@ -73,7 +73,6 @@ impl Validate for Options {
     }
 }
 
-
 /// The running service: what its handlers share.
 #[derive(Debug, Clone)]
 pub struct Service {

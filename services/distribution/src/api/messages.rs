@@ -141,6 +141,10 @@ fn check_address_fits(
     else {
         return;
     };
+    if channel == Channel::Unspecified {
+        // The channel itself is invalid, and reported as such.
+        return;
+    }
     let Ok((kind, _)) = normalise_address(address, "recipient.address") else {
         return;
     };
