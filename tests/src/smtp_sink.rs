@@ -151,8 +151,11 @@ impl SmtpSink {
 
     /// Mails whose header `name` is `value`, e.g. `Idempotency-Key`.
     pub fn count_with_header(&self, name: &str, value: &str) -> usize {
-        let mails = self.shared.state.lock().unwrap().mails.clone();
-        mails
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .mails
             .iter()
             .filter(|mail| mail.header(name).as_deref() == Some(value))
             .count()

@@ -91,6 +91,21 @@ async fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A server that accepts connections and never says a word; it stops with the test.
+async fn silent_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    port
+}
+
 fn is_transient(result: &Result<String, SendError>) -> bool {
     matches!(result, Err(SendError::Transient(_)))
 }
@@ -229,6 +244,21 @@ async fn smtp_without_a_server_is_transient() {
 }
 
 #[tokio::test]
+async fn smtp_timeouts_are_transient() {
+    let provider = smtp_provider(silent_port().await, json!({ "timeout": "300ms" }));
+    let started = std::time::Instant::now();
+    let result = send(
+        &provider,
+        &email("Hi", "text", ""),
+        "alice@example.org",
+        "req-1",
+    )
+    .await;
+    assert!(is_transient(&result), "{result:?}");
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn smtp_refuses_an_invalid_address_permanently() {
     let sink = SmtpSink::start().await;
     let provider = smtp_provider(sink.port(), json!({}));
@@ -364,6 +394,18 @@ async fn http_without_a_server_is_transient() {
     );
     let result = send(&provider, &sms("hello"), "+33612345678", "req-1").await;
     assert!(is_transient(&result), "{result:?}");
+}
+
+#[tokio::test]
+async fn http_timeouts_are_transient() {
+    let provider = http_provider(
+        &format!("http://127.0.0.1:{}/send", silent_port().await),
+        json!({ "timeout": "300ms" }),
+    );
+    let started = std::time::Instant::now();
+    let result = send(&provider, &sms("hello"), "+33612345678", "req-1").await;
+    assert!(is_transient(&result), "{result:?}");
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -216,8 +216,12 @@ impl Adapter for HttpAdapter {
                 break;
             }
         }
+        let provider_message_id = id_at(&body, pointer).unwrap_or_else(|| {
+            tracing::warn!(pointer, "http provider: no message id in the answer");
+            String::new()
+        });
         Ok(Accepted {
-            provider_message_id: id_at(&body, pointer).unwrap_or_default(),
+            provider_message_id,
         })
     }
 }

@@ -3,6 +3,29 @@
 //! Providers are configured, not created by API (`[distribution.providers.<name>]`). A
 //! message goes to the first healthy provider for its channel in order of priority; the others
 //! are failover.
+//!
+//! ```toml
+//! [distribution.providers.mail]
+//! kind = "smtp"
+//! channels = ["email"]
+//! [distribution.providers.mail.smtp]
+//! host = "smtp.example.com"
+//! tls = "starttls"                # none | starttls (default, port 587) | tls (port 465)
+//! username = "apikey"
+//! password = "…"                  # or THROUGHLINE__DISTRIBUTION__PROVIDERS__MAIL__SMTP__PASSWORD
+//! from = "Example <noreply@example.com>"
+//!
+//! [distribution.providers.sms]
+//! kind = "http"
+//! channels = ["sms"]
+//! [distribution.providers.sms.http]
+//! url = "https://api.example.com/v1/messages"
+//! headers = { Authorization = "Bearer {{ secret }}", Content-Type = "application/json" }
+//! secret = "…"
+//! body = '{"to": {{ address|tojson }}, "text": {{ content.body|tojson }}}'
+//! idempotency_header = "Idempotency-Key"
+//! response_id_pointer = "/id"
+//! ```
 
 mod http;
 mod log;

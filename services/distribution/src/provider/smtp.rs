@@ -5,7 +5,7 @@
 //! a `Message-ID` derived from it, so a message sent again after a lost answer carries the same
 //! id and the receiving side (or a person reading the logs) can recognise the repeat.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -59,7 +59,7 @@ pub struct SmtpOptions {
     pub password: Option<Secret>,
     /// The sender, `noreply@example.com` or `Example <noreply@example.com>`. Required.
     pub from: String,
-    /// For connecting and for each SMTP command; 10 s by default.
+    /// For a whole send, connecting included; 10 s by default.
     #[serde(with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// The most connections kept open to the server; 10 by default.
@@ -75,9 +75,13 @@ pub struct SmtpAdapter {
     /// The right-hand side of the `Message-ID`s: the sender's domain.
     id_domain: String,
     builder: AsyncSmtpTransportBuilder,
-    /// Built on the first send: the pool starts a task, which needs the runtime that
-    /// `build_all` may not run in.
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    /// Bounds a whole send: lettre's own timeout only bounds connecting, so a server that
+    /// accepts and then falls silent would hold a send forever.
+    timeout: Duration,
+    /// The pool, built on the first send (it starts a task, which needs the runtime that
+    /// `build_all` may not run in) and again only after a send timed out: a send cut short
+    /// may leave a connection in the middle of a command, so that pool is let go.
+    transport: Mutex<Option<AsyncSmtpTransport<Tokio1Executor>>>,
 }
 
 impl SmtpAdapter {
@@ -147,12 +151,26 @@ impl SmtpAdapter {
             from,
             id_domain,
             builder,
-            transport: OnceLock::new(),
+            timeout,
+            transport: Mutex::new(None),
         })
     }
 
-    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
-        self.transport.get_or_init(|| self.builder.clone().build())
+    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
+        let mut transport = self
+            .transport
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        transport
+            .get_or_insert_with(|| self.builder.clone().build())
+            .clone()
+    }
+
+    fn drop_pool(&self) {
+        self.transport
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 
     fn message(&self, outgoing: &Outgoing<'_>, email: &EmailContent) -> Result<Message, SendError> {
@@ -202,11 +220,18 @@ impl Adapter for SmtpAdapter {
             .get_raw("Message-ID")
             .unwrap_or_default()
             .to_owned();
-        match self.transport().send(message).await {
-            Ok(_) => Ok(Accepted {
+        let transport = self.transport();
+        match tokio::time::timeout(self.timeout, transport.send(message)).await {
+            Ok(Ok(_)) => Ok(Accepted {
                 provider_message_id: message_id,
             }),
-            Err(error) => Err(classify(&error)),
+            Ok(Err(error)) => Err(classify(&error)),
+            Err(_) => {
+                self.drop_pool();
+                Err(SendError::Transient(
+                    "the SMTP server did not answer in time".to_owned(),
+                ))
+            }
         }
     }
 }
@@ -304,7 +329,8 @@ mod tests {
     fn options_are_checked() {
         let key = "distribution.providers.mail.smtp";
         assert!(SmtpAdapter::new(key, &options()).is_ok());
-        let cases: [(&str, fn(&mut SmtpOptions)); 5] = [
+        type Change = fn(&mut SmtpOptions);
+        let cases: [(&str, Change); 5] = [
             ("host", |o| o.host = " ".to_owned()),
             ("from", |o| o.from = "not an address".to_owned()),
             ("timeout", |o| o.timeout = Some(Duration::ZERO)),
