@@ -4,15 +4,19 @@
 
 mod clients;
 mod database;
+mod http_sink;
 mod nats;
 mod postgres;
 mod raw;
+mod smtp_sink;
 mod suite;
 
 pub use clients::{Authenticated, BearerToken, Clients};
 pub use database::TestDatabase;
+pub use http_sink::{HttpMode, HttpSink, RecordedRequest};
 pub use nats::{TestNats, nats_url};
 pub use raw::{Credentials, raw_call, raw_call_with, reached_the_service};
+pub use smtp_sink::{ReceivedMail, SmtpMode, SmtpSink};
 pub use suite::{TEST_SECRET, TestSuite, bearer, token};
 
 /// Runs a test body once against SQLite and once against PostgreSQL, as two tests.

@@ -3,8 +3,33 @@
 //! Providers are configured, not created by API (`[distribution.providers.<name>]`). A
 //! message goes to the first healthy provider for its channel in order of priority; the others
 //! are failover.
+//!
+//! ```toml
+//! [distribution.providers.mail]
+//! kind = "smtp"
+//! channels = ["email"]
+//! [distribution.providers.mail.smtp]
+//! host = "smtp.example.com"
+//! tls = "starttls"                # none | starttls (default, port 587) | tls (port 465)
+//! username = "apikey"
+//! password = "…"                  # or THROUGHLINE__DISTRIBUTION__PROVIDERS__MAIL__SMTP__PASSWORD
+//! from = "Example <noreply@example.com>"
+//!
+//! [distribution.providers.sms]
+//! kind = "http"
+//! channels = ["sms"]
+//! [distribution.providers.sms.http]
+//! url = "https://api.example.com/v1/messages"
+//! headers = { Authorization = "Bearer {{ secret }}", Content-Type = "application/json" }
+//! secret = "…"
+//! body = '{"to": {{ address|tojson }}, "text": {{ content.body|tojson }}}'
+//! idempotency_header = "Idempotency-Key"
+//! response_id_pointer = "/id"
+//! ```
 
+mod http;
 mod log;
+mod smtp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +38,9 @@ use serde::{Deserialize, Serialize};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::distribution::v1::TemplateVariant;
 use throughline_runtime::Error;
+
+pub use http::HttpOptions;
+pub use smtp::{SmtpOptions, SmtpTls};
 
 /// `[distribution.providers.<name>]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +56,12 @@ pub struct ProviderOptions {
     /// Messages per second; 0 means unlimited.
     #[serde(default)]
     pub rate_limit: f64,
+    /// `[distribution.providers.<name>.smtp]`: required by, and only allowed with, `kind = "smtp"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpOptions>,
+    /// `[distribution.providers.<name>.http]`: required by, and only allowed with, `kind = "http"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOptions>,
 }
 
 /// One message as a provider sees it.
@@ -123,11 +157,41 @@ pub fn build_all(options: &BTreeMap<String, ProviderOptions>) -> Result<Vec<Prov
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let key = format!("distribution.providers.{name}");
+        for (kind, present) in [
+            ("smtp", options.smtp.is_some()),
+            ("http", options.http.is_some()),
+        ] {
+            if present && options.kind != kind {
+                return Err(Error::invalid(
+                    format!("{key}.{kind}"),
+                    format!("only allowed with kind = {kind:?}"),
+                ));
+            }
+        }
         let adapter: Arc<dyn Adapter> = match options.kind.as_str() {
             "log" => Arc::new(log::LogAdapter::new(name)),
+            "smtp" => {
+                let Some(smtp) = &options.smtp else {
+                    return Err(Error::invalid(
+                        format!("{key}.smtp"),
+                        "required with kind = \"smtp\"",
+                    ));
+                };
+                Arc::new(smtp::SmtpAdapter::new(&format!("{key}.smtp"), smtp)?)
+            }
+            "http" => {
+                let Some(http) = &options.http else {
+                    return Err(Error::invalid(
+                        format!("{key}.http"),
+                        "required with kind = \"http\"",
+                    ));
+                };
+                Arc::new(http::HttpAdapter::new(&format!("{key}.http"), http)?)
+            }
             other => {
                 return Err(Error::invalid(
-                    format!("distribution.providers.{name}.kind"),
+                    format!("{key}.kind"),
                     format!("unknown provider kind {other:?}: expected log, smtp or http"),
                 ));
             }
