@@ -10,6 +10,8 @@
 
 mod api;
 mod delivery;
+mod inbound;
+mod inbound_http;
 mod migration;
 mod policy;
 pub mod provider;
@@ -32,6 +34,7 @@ use throughline_runtime::server::Worker;
 
 use delivery::Delivery;
 pub use delivery::DeliveryOptions;
+pub use inbound_http::{InboundOptions, sign as sign_inbound};
 
 pub use migration::Migrator;
 
@@ -51,6 +54,8 @@ pub struct Options {
     pub providers: BTreeMap<String, provider::ProviderOptions>,
     /// Delivery workers.
     pub delivery: DeliveryOptions,
+    /// The HTTP endpoint for providers' receipts and customers' replies.
+    pub inbound: InboundOptions,
 }
 
 impl Validate for Options {
@@ -62,6 +67,12 @@ impl Validate for Options {
                 let key = v.field.strip_prefix("distribution.").unwrap_or(&v.field);
                 format!("{prefix}.{key}: {}", v.description)
             }));
+        }
+        let listen = &self.inbound.listen_addr;
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "{prefix}.inbound.listen_addr: {listen:?} is not an address such as 0.0.0.0:8090"
+            ));
         }
         let delivery = &self.delivery;
         if delivery.concurrency == 0 || delivery.batch_size == 0 || delivery.max_attempts == 0 {
@@ -116,6 +127,15 @@ impl Service {
         let db = self.db.clone();
         Some(Box::new(move |stopping| {
             Box::pin(delivery.run(db, stopping))
+        }))
+    }
+
+    /// The endpoint for providers' callbacks, when `inbound.listen_addr` is set.
+    pub fn inbound_endpoint(&self) -> Option<Worker> {
+        let address: std::net::SocketAddr = self.options.inbound.listen_addr.parse().ok()?;
+        let service = self.clone();
+        Some(Box::new(move |stopping| {
+            Box::pin(inbound_http::serve(service, address, stopping))
         }))
     }
 

@@ -46,7 +46,7 @@ fn primary_key(columns: &[&str]) -> IndexCreateStatement {
 }
 
 /// Indexes written out, for descending keys and partial indexes on both databases.
-const INDEXES: [&str; 7] = [
+const INDEXES: [&str; 8] = [
     "CREATE INDEX IF NOT EXISTS distribution_templates_list \
      ON distribution_templates (tenant, display_name, id)",
     // A retried send finds its first message.
@@ -63,17 +63,21 @@ const INDEXES: [&str; 7] = [
     // Receipts name the provider's id for a message.
     "CREATE INDEX IF NOT EXISTS distribution_messages_provider_id \
      ON distribution_messages (provider, provider_message_id) WHERE provider_message_id <> ''",
+    // A reply finds the last message sent to its sender.
+    "CREATE INDEX IF NOT EXISTS distribution_messages_address \
+     ON distribution_messages (tenant, address, create_us DESC)",
     "CREATE UNIQUE INDEX IF NOT EXISTS distribution_suppressions_address \
      ON distribution_suppressions (tenant, address, channel, purpose)",
 ];
 
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "distribution_templates",
     "distribution_messages",
     "distribution_message_history",
     "distribution_suppressions",
     "distribution_contact_policies",
     "distribution_budget_usage",
+    "distribution_inbound",
 ];
 
 #[async_trait::async_trait]
@@ -188,6 +192,19 @@ impl MigrationTrait for M0005Messages {
                     "limit_key",
                     "period_start",
                 ]))
+                .to_owned(),
+            Table::create()
+                .table(Alias::new("distribution_inbound"))
+                .if_not_exists()
+                .col(text("tenant"))
+                .col(text("provider"))
+                // What makes a report the same report: a receipt's message, status and link,
+                // a reply's provider id.
+                .col(text("report_key"))
+                // The `InboundResult` first answered, replayed to repeats.
+                .col(blob("result"))
+                .col(bigint("create_us"))
+                .primary_key(&mut primary_key(&["tenant", "provider", "report_key"]))
                 .to_owned(),
         ];
         for table in tables {

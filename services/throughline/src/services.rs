@@ -84,7 +84,10 @@ pub const SERVICES: [ServiceEntry; 5] = [
         register: |server, db, config| {
             let service = throughline_distribution::Service::new(db, config.distribution.clone())
                 .with_peers(server.peers().clone());
-            if let Some(worker) = service.delivery_worker() {
+            for worker in [service.delivery_worker(), service.inbound_endpoint()]
+                .into_iter()
+                .flatten()
+            {
                 server.add_worker(worker);
             }
             server.add_service(service.grpc());

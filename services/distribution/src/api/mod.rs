@@ -1,6 +1,7 @@
 //! The gRPC adapter of the distribution service: checks requests, scopes every query to the
 //! caller's tenant, and maps the store's answers to the contract.
 
+mod inbound;
 mod messages;
 mod policy;
 mod templates;
@@ -49,6 +50,11 @@ pub(crate) fn is_resource_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A tenant as a path segment names it: printable, at most 128 characters.
+pub(crate) fn is_tenant(tenant: &str) -> bool {
+    (1..=128).contains(&tenant.len()) && !tenant.chars().any(|c| c.is_control() || c == '/')
 }
 
 /// Default 20, at most 1000 (larger sizes are reduced, as AIP-158 allows).
@@ -100,4 +106,5 @@ rpcs! {
     update_contact_policy(UpdateContactPolicyRequest) -> UpdateContactPolicyResponse;
     get_contact_budget_usage(GetContactBudgetUsageRequest) -> GetContactBudgetUsageResponse;
     list_providers(ListProvidersRequest) -> ListProvidersResponse;
+    record_inbound(RecordInboundRequest) -> RecordInboundResponse;
 }
