@@ -7,6 +7,7 @@
 //! a warm-up, then records per-call latency for the measured duration.
 
 pub mod database;
+pub mod distribution;
 pub mod echo;
 mod error;
 pub mod events;

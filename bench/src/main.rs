@@ -66,6 +66,9 @@ enum ScenarioName {
     ProfileResolve,
     /// CheckConsent by email on PostgreSQL.
     ProfileCheckConsent,
+    /// Sends accepted, messages delivered to a local HTTP provider, and a provider rate limit,
+    /// PostgreSQL.
+    Distribution,
 }
 
 impl ScenarioName {
@@ -76,6 +79,7 @@ impl ScenarioName {
             // Measured by its own loop (see `run`); not a closed-loop scenario.
             Self::InteractionIngest => unreachable!("interaction-ingest runs on its own"),
             Self::Events => unreachable!("events runs on its own"),
+            Self::Distribution => unreachable!("distribution runs on its own"),
             Self::InteractionTimeline => interaction::timeline_scenario(),
             Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
@@ -147,6 +151,14 @@ async fn run(args: &Args, cores: usize) -> Result<(), throughline_bench::BenchEr
                 humantime::format_duration(config.duration)
             );
             throughline_bench::events::events_bench(&config).await?;
+            continue;
+        }
+        if name == ScenarioName::Distribution {
+            eprintln!(
+                "running distribution (sends, deliveries, a rate limit; {} measured)",
+                humantime::format_duration(config.duration)
+            );
+            throughline_bench::distribution::distribution_bench(&config).await?;
             continue;
         }
         let scenario = name.build(args);
