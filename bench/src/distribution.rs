@@ -17,8 +17,8 @@ use throughline_proto::common::v1::{Channel, ChannelSelector, Purpose, channel_s
 use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::{
-    Address, CreateTemplateRequest, Recipient, SendRequest, SmsContent, Template,
-    TemplateVariant, address, recipient,
+    Address, CreateTemplateRequest, Recipient, SendRequest, SmsContent, Template, TemplateVariant,
+    address, recipient,
 };
 use throughline_runtime::config::Sources;
 use tokio::sync::oneshot;
@@ -78,8 +78,7 @@ fn server_config(url: &str, sink: Option<(&HttpSink, f64)>) -> Result<Config, Be
                 http: Some(HttpOptions {
                     url: format!("{}/messages", sink.url()),
                     body: Some(
-                        r#"{"to": {{ address|tojson }}, "text": {{ content.body|tojson }}}"#
-                            .into(),
+                        r#"{"to": {{ address|tojson }}, "text": {{ content.body|tojson }}}"#.into(),
                     ),
                     idempotency_header: Some("Idempotency-Key".into()),
                     response_id_pointer: Some("/id".into()),
@@ -123,7 +122,10 @@ fn authorised<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T>
     request
 }
 
-async fn create_template(channel: Connection, bearer: &MetadataValue<Ascii>) -> Result<(), BenchError> {
+async fn create_template(
+    channel: Connection,
+    bearer: &MetadataValue<Ascii>,
+) -> Result<(), BenchError> {
     let template = Template {
         display_name: "Code".into(),
         variants: vec![TemplateVariant {
@@ -157,7 +159,10 @@ fn send(prefix: &str, seq: u64) -> SendRequest {
     fields.insert(
         "code".to_owned(),
         prost_types::Value {
-            kind: Some(prost_types::value::Kind::StringValue(format!("{:06}", seq % 1_000_000))),
+            kind: Some(prost_types::value::Kind::StringValue(format!(
+                "{:06}",
+                seq % 1_000_000
+            ))),
         },
     );
     SendRequest {
@@ -278,9 +283,7 @@ pub async fn distribution_bench(config: &LoadConfig) -> Result<(), BenchError> {
         outcome.histogram.value_at_quantile(0.5) as f64 / 1000.0,
         outcome.histogram.value_at_quantile(0.99) as f64 / 1000.0,
     );
-    println!(
-        "| messages delivered ({queue} queued) | {delivered:.0}/s | | | ≥ 5,000/s |"
-    );
+    println!("| messages delivered ({queue} queued) | {delivered:.0}/s | | | ≥ 5,000/s |");
     println!(
         "| provider rate limit {RATE_LIMIT:.0}/s held at | {measured:.0}/s ({:+.1} %) | | | within ±5 % |",
         (measured / RATE_LIMIT - 1.0) * 100.0
@@ -293,7 +296,11 @@ pub async fn distribution_bench(config: &LoadConfig) -> Result<(), BenchError> {
 }
 
 /// Queues `count` sends with a few concurrent callers.
-async fn fill(endpoint: &Endpoint, bearer: &MetadataValue<Ascii>, count: u64) -> Result<(), BenchError> {
+async fn fill(
+    endpoint: &Endpoint,
+    bearer: &MetadataValue<Ascii>,
+    count: u64,
+) -> Result<(), BenchError> {
     const CALLERS: u64 = 32;
     let mut tasks = Vec::new();
     for caller in 0..CALLERS {

@@ -550,12 +550,7 @@ impl Service {
                 channel: channel as i32,
                 direction: Direction::Inbound as i32,
                 r#type: "message.received".into(),
-                occur_time: Some(
-                    reply
-                        .receive_time
-                        .clone()
-                        .unwrap_or_else(|| timestamp(now_us())),
-                ),
+                occur_time: Some(reply.receive_time.unwrap_or_else(|| timestamp(now_us()))),
                 touchpoint: reply.recipient.chars().take(128).collect(),
                 source: crate::NAME.into(),
                 attributes: Some(throughline_runtime::json::json_to_struct(
