@@ -6,6 +6,7 @@ use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use throughline_runtime::idempotency::Key;
 use throughline_runtime::json::struct_to_json;
+use throughline_runtime::time::now_us;
 use throughline_runtime::{Error, FieldViolation};
 
 use super::{Api, is_resource_id, page_size, resource_id};
@@ -19,10 +20,6 @@ const UPDATABLE: [&str; 4] = [
     "variants",
     "sample_variables",
 ];
-
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 fn not_found(id: &str) -> Error {
     Error::NotFound(template_name(id))

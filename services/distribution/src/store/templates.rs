@@ -11,6 +11,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
 use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::distribution::v1::Template;
 use throughline_runtime::Error;
+use throughline_runtime::time::timestamp;
 
 const TABLE: &str = "distribution_templates";
 const COLUMNS: [&str; 6] = [
@@ -37,13 +38,6 @@ fn select(tenant: &str) -> SelectStatement {
         .from(Alias::new(TABLE))
         .and_where(col("tenant").eq(tenant))
         .to_owned()
-}
-
-fn timestamp(us: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: i32::try_from(us.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
 }
 
 /// The template as stored: without what the columns carry.
