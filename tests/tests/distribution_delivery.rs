@@ -4,20 +4,21 @@
 //! and a provider's rate limit.
 #![allow(clippy::unwrap_used)]
 
+mod distribution_support;
+
 use std::time::{Duration, Instant};
+
+use distribution_support::*;
 
 use throughline_distribution::provider::{HttpOptions, ProviderOptions, SmtpOptions, SmtpTls};
 use throughline_harness::{
-    Authenticated, HttpMode, HttpSink, SmtpSink, TestDatabase, TestSuite, on_both_databases, token,
+    HttpMode, HttpSink, SmtpSink, TestDatabase, TestSuite, on_both_databases, token,
 };
 use throughline_proto::common::v1::{
     Channel, ChannelSelector, Priority, Purpose, channel_selector,
 };
-use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
-
-type Client = DistributionServiceClient<Authenticated>;
 
 fn http_provider(sink: &HttpSink, priority: i32, rate_limit: f64) -> ProviderOptions {
     ProviderOptions {
@@ -125,36 +126,6 @@ fn sms(request_id: &str) -> SendRequest {
         address::Address::Phone("+33612345678".into()),
         request_id,
     )
-}
-
-async fn send(client: &mut Client, request: SendRequest) -> Message {
-    client
-        .send(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-}
-
-/// Polls until the message reaches `status` (15 s at most).
-async fn wait_for(client: &mut Client, name: &str, status: MessageStatus) -> Message {
-    let mut last = None;
-    for _ in 0..300 {
-        let message = client
-            .get_message(GetMessageRequest { name: name.into() })
-            .await
-            .unwrap()
-            .into_inner()
-            .message
-            .unwrap();
-        if message.status == status as i32 {
-            return message;
-        }
-        last = Some(message);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{name} never reached {status:?}: {last:?}");
 }
 
 fn history(message: &Message) -> Vec<(MessageStatus, StatusReason, String)> {

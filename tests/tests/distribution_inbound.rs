@@ -5,24 +5,21 @@
 //! refused.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+mod distribution_support;
+
+use distribution_support::*;
 
 use throughline_distribution::provider::{HttpOptions, ProviderOptions};
-use throughline_harness::{
-    Authenticated, Clients, HttpSink, TestDatabase, TestSuite, on_both_databases, token,
-};
+use throughline_harness::{Clients, HttpSink, TestDatabase, TestSuite, on_both_databases, token};
 use throughline_proto::common::v1::{
     Channel, ChannelSelector, ConsentStatus, CustomerRef, Purpose, channel_selector, customer_ref,
 };
-use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use throughline_proto::interaction::v1::ListInteractionsRequest;
 use throughline_proto::profile::v1::{
     CheckConsentRequest, Consent, CreateProfileRequest, Profile, SetConsentRequest,
 };
-
-type Client = DistributionServiceClient<Authenticated>;
 
 const SECRET: &str = "a-provider-signing-secret-of-32-bytes!";
 const PHONE: &str = "+33612345678";
@@ -131,27 +128,6 @@ fn to_phone() -> recipient::Recipient {
     })
 }
 
-async fn message(client: &mut Client, name: &str) -> Message {
-    client
-        .get_message(GetMessageRequest { name: name.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-}
-
-async fn wait_sent(client: &mut Client, name: &str) -> Message {
-    for _ in 0..200 {
-        let message = message(client, name).await;
-        if message.status == MessageStatus::Sent as i32 {
-            return message;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{name} was never sent");
-}
-
 fn receipt(
     provider_message_id: &str,
     status: MessageStatus,
@@ -207,7 +183,7 @@ on_both_databases!(
             .into_inner()
             .message
             .unwrap();
-        let sent = wait_sent(&mut client, &sent.name).await;
+        let sent = wait_for(&mut client, &sent.name, MessageStatus::Sent).await;
         assert_eq!(sent.provider_message_id, "sink-1");
 
         let first = client
@@ -316,7 +292,7 @@ on_both_databases!(
             .into_inner()
             .message
             .unwrap();
-        wait_sent(&mut client, &offer.name).await;
+        wait_for(&mut client, &offer.name, MessageStatus::Sent).await;
 
         let body = format!(
             r#"{{"reply": {{"channel": "sms", "sender": {{"phone": "{PHONE}"}}, "body": "stop", "provider_message_id": "in-1", "recipient": "12345"}}}}"#

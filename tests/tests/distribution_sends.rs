@@ -4,7 +4,9 @@
 //! purposes and channels), preferred channels, SendMulti, cancellation, bad input.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+mod distribution_support;
+
+use distribution_support::*;
 
 use chrono::Timelike;
 use prost_types::FieldMask;
@@ -13,7 +15,6 @@ use throughline_proto::common::v1::{
     BudgetPeriod, Channel, ChannelSelector, ConsentStatus, ContactBudget, ContactLimit,
     LocalTimeWindow, PreferredChannel, Purpose, channel_selector,
 };
-use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use throughline_proto::google::r#type::TimeOfDay;
@@ -22,9 +23,7 @@ use throughline_proto::profile::v1::{
     Consent, CreateProfileRequest, Preferences, Profile, SetConsentRequest,
 };
 use tonic::Code;
-use tonic_types::StatusExt;
 
-type Client = DistributionServiceClient<Authenticated>;
 type Profiles = ProfileServiceClient<Authenticated>;
 
 const SCOPES: [&str; 5] = [
@@ -137,49 +136,12 @@ fn send_request(
     }
 }
 
-async fn send(client: &mut Client, request: SendRequest) -> Message {
-    client
-        .send(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-}
-
 fn status_of(message: &Message) -> (MessageStatus, StatusReason) {
     let last = message.status_history.last().cloned().unwrap_or_default();
     (
         MessageStatus::try_from(message.status).unwrap(),
         StatusReason::try_from(last.reason).unwrap(),
     )
-}
-
-/// Polls until the message reaches `status` (10 s at most).
-async fn wait_for(client: &mut Client, name: &str, status: MessageStatus) -> Message {
-    for _ in 0..200 {
-        let message = client
-            .get_message(GetMessageRequest { name: name.into() })
-            .await
-            .unwrap()
-            .into_inner()
-            .message
-            .unwrap();
-        if message.status == status as i32 {
-            return message;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{name} never reached {status:?}");
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 async fn create_profile(profiles: &mut Profiles, profile: Profile) -> String {

@@ -3,33 +3,23 @@
 //! fallback, text derived from HTML, missing variables, limits); tenant isolation.
 #![allow(clippy::unwrap_used)]
 
+mod distribution_support;
+
+use distribution_support::*;
 use prost_types::FieldMask;
-use throughline_harness::{Authenticated, TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
 use throughline_proto::common::v1::Channel;
-use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::render_template_request::Source;
 use throughline_proto::distribution::v1::render_template_response::Content as Rendered;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use tonic::Code;
-use tonic_types::StatusExt;
-
-type Client = DistributionServiceClient<Authenticated>;
 
 async fn client(suite: &TestSuite, tenant: &str) -> Client {
     suite
         .clients(&token(tenant, &["distribution:read", "distribution:write"]))
         .await
         .distribution
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 fn sms(locale: &str, body: &str) -> TemplateVariant {

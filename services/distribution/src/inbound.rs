@@ -8,8 +8,6 @@
 //! Calls to other services come first and are idempotent themselves, so a report that fails
 //! half-way can be retried by the provider.
 
-use std::time::Duration;
-
 use prost::Message as _;
 use sea_orm::ConnectionTrait;
 use sha2::{Digest, Sha256};
@@ -30,20 +28,17 @@ use throughline_runtime::events::{Outbox, new_event};
 use throughline_runtime::sql::Sql;
 use throughline_runtime::time::{now_us, timestamp, timestamp_us};
 use throughline_runtime::{Error, FieldViolation};
-use tonic::Code;
 
-use crate::Service;
 use crate::api::resource_id;
 use crate::recipient::normalise_address;
 use crate::send::status_event;
 use crate::store::messages::{self, Change, MESSAGE_COLUMNS, MESSAGES, MessageRow, Update};
 use crate::store::suppressions::{self, SuppressionRow};
+use crate::{Service, peer};
 
 /// Replies that unsubscribe (the keywords carriers require for SMS).
 const STOP_KEYWORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];
 const REPORTS: &str = "distribution_inbound";
-/// How long a report waits for another service.
-const PEER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The first word of a reply, trimmed of punctuation and upper-cased.
 pub fn keyword(body: &str) -> String {
@@ -323,9 +318,7 @@ impl Service {
         if reply.body.len() > 64 * 1024 {
             violations.push(FieldViolation::new("inbound.reply.body", "at most 64 KiB"));
         }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations));
-        }
+        Error::unless_valid(violations)?;
         let db = self.db();
         let key = format!("reply:{}", reply.provider_message_id);
         if let Some(result) = stored_result(db, tenant, provider, &key).await? {
@@ -457,17 +450,10 @@ impl Service {
             purpose: Purpose::Marketing as i32,
         };
         let mut client = ProfileServiceClient::new(channel_to_profiles);
-        match tokio::time::timeout(PEER_DEADLINE, client.check_consent(request)).await {
-            Ok(Ok(response)) => Ok(response.into_inner().profile),
-            Ok(Err(status)) if status.code() == Code::NotFound => Ok(String::new()),
-            Ok(Err(status)) => Err(Error::Unavailable(format!(
-                "the profile service answered {:?}",
-                status.code()
-            ))),
-            Err(_) => Err(Error::Unavailable(
-                "the profile service did not answer".into(),
-            )),
-        }
+        Ok(peer::call("profile", client.check_consent(request))
+            .await?
+            .map(|answer| answer.profile)
+            .unwrap_or_default())
     }
 
     /// A STOP withdraws marketing and survey consent on the reply's channel.
@@ -496,20 +482,12 @@ impl Service {
                 // The same reply revokes once, however often it is retried.
                 request_id: short_key(&format!("stop:{provider_message_id}:{}", purpose as i32)),
             };
-            match tokio::time::timeout(PEER_DEADLINE, client.set_consent(request)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(status)) if status.code() == Code::NotFound => return Ok(()),
-                Ok(Err(status)) => {
-                    return Err(Error::Unavailable(format!(
-                        "the profile service answered {:?}",
-                        status.code()
-                    )));
-                }
-                Err(_) => {
-                    return Err(Error::Unavailable(
-                        "the profile service did not answer".into(),
-                    ));
-                }
+            if peer::call("profile", client.set_consent(request))
+                .await?
+                .is_none()
+            {
+                // The profile is gone (erased): nothing to revoke.
+                return Ok(());
             }
         }
         Ok(())
@@ -560,20 +538,13 @@ impl Service {
             }),
         };
         let mut client = InteractionServiceClient::new(peer);
-        match tokio::time::timeout(PEER_DEADLINE, client.record_interaction(request)).await {
-            Ok(Ok(response)) => Ok(response
-                .into_inner()
-                .interaction
+        Ok(
+            peer::call("interaction", client.record_interaction(request))
+                .await?
+                .and_then(|answer| answer.interaction)
                 .map(|interaction| interaction.name)
-                .unwrap_or_default()),
-            Ok(Err(status)) => Err(Error::Unavailable(format!(
-                "the interaction service answered {:?}",
-                status.code()
-            ))),
-            Err(_) => Err(Error::Unavailable(
-                "the interaction service did not answer".into(),
-            )),
-        }
+                .unwrap_or_default(),
+        )
     }
 }
 

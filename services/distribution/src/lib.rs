@@ -13,6 +13,7 @@ mod delivery;
 mod inbound;
 mod inbound_http;
 mod migration;
+mod peer;
 mod policy;
 pub mod provider;
 mod recipient;

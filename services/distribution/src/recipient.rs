@@ -2,7 +2,6 @@
 //! zone, quiet hours, channel ranking, budget override, consents), or an explicit address.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use chrono_tz::Tz;
 use throughline_proto::common::v1::{
@@ -13,12 +12,11 @@ use throughline_proto::profile::v1::profile_service_client::ProfileServiceClient
 use throughline_proto::profile::v1::{GetProfileRequest, Profile, ProfileState};
 use throughline_runtime::peers::Peers;
 use throughline_runtime::{Error, FieldViolation};
-use tonic::Code;
+
+use crate::peer;
 
 /// The profile service's name among the peers.
 const PROFILE_SERVICE: &str = "profile";
-/// How long a send waits for the profile service.
-const PROFILE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What the send path knows about the recipient.
 #[derive(Debug, Clone)]
@@ -239,24 +237,11 @@ async fn fetch_profile(peers: &Peers, tenant: &str, name: &str) -> Result<Profil
     let mut name = name.to_owned();
     for _ in 0..2 {
         let request = GetProfileRequest { name: name.clone() };
-        let profile =
-            match tokio::time::timeout(PROFILE_DEADLINE, client.get_profile(request)).await {
-                Ok(Ok(response)) => response.into_inner().profile.unwrap_or_default(),
-                Ok(Err(status)) if status.code() == Code::NotFound => {
-                    return Err(Error::NotFound(name));
-                }
-                Ok(Err(status)) => {
-                    return Err(Error::Unavailable(format!(
-                        "the profile service answered {:?}",
-                        status.code()
-                    )));
-                }
-                Err(_) => {
-                    return Err(Error::Unavailable(
-                        "the profile service did not answer in time".to_owned(),
-                    ));
-                }
-            };
+        let profile = peer::call("profile", client.get_profile(request))
+            .await?
+            .ok_or_else(|| Error::NotFound(name.clone()))?
+            .profile
+            .unwrap_or_default();
         if profile.state == ProfileState::Merged as i32 && !profile.merged_into.is_empty() {
             name = profile.merged_into.clone();
             continue;

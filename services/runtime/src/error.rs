@@ -83,6 +83,15 @@ impl Error {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
 
+    /// INVALID_ARGUMENT with every violation found, or `Ok` when there is none.
+    pub fn unless_valid(violations: Vec<FieldViolation>) -> Result<(), Self> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::InvalidArgument(violations))
+        }
+    }
+
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(error.into())
     }

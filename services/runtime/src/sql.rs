@@ -52,6 +52,16 @@ impl Sql {
         self
     }
 
+    /// Appends ` AND (sort_column, id) < (…)`: the rows after `token` in a newest-first
+    /// keyset page ordered by `sort_column DESC, id DESC`.
+    pub fn after_page(&mut self, sort_column: &str, token: &crate::time::PageToken) -> &mut Self {
+        self.push(&format!(" AND ({sort_column}, id) < ("))
+            .bind(token.sort_us)
+            .push(", ")
+            .bind(token.id.as_str())
+            .push(")")
+    }
+
     pub fn statement(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }

@@ -78,6 +78,20 @@ impl PageToken {
     }
 }
 
+/// Trims a page read with one row more than `page_size` (the keyset way of knowing there are
+/// more) and returns the token of the next page, if there is one.
+pub fn next_page<T>(
+    rows: &mut Vec<T>,
+    page_size: usize,
+    key: impl Fn(&T) -> PageToken,
+) -> Option<PageToken> {
+    if rows.len() <= page_size {
+        return None;
+    }
+    rows.truncate(page_size);
+    rows.last().map(key)
+}
+
 fn fingerprint(filters: &str) -> String {
     hex(&Sha256::digest(filters.as_bytes())[..6])
 }

@@ -11,55 +11,31 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use throughline_harness::{HttpSink, TestDatabase, token};
+use throughline_harness::{HttpSink, TestDatabase};
 use throughline_proto::common::v1::{Channel, ChannelSelector, Purpose, channel_selector};
 use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use tokio::sync::Mutex;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel as Connection;
 
 const SENDS: usize = 1500;
 const SENDERS: usize = 16;
 /// The kill comes once this many sends were accepted.
 const KILL_AFTER: usize = 600;
 
-type Client = DistributionServiceClient<
-    InterceptedService<
-        Connection,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+type Client = DistributionServiceClient<common::Authorised>;
 
 async fn client(endpoint: String) -> Client {
-    let connection = Connection::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: MetadataValue<_> = format!(
-        "Bearer {}",
-        token(
-            "acme",
+    DistributionServiceClient::new(
+        common::authorised(
+            endpoint,
             &[
                 "distribution:read",
                 "distribution:write",
-                "distribution:send"
-            ]
+                "distribution:send",
+            ],
         )
-    )
-    .parse()
-    .unwrap();
-    DistributionServiceClient::with_interceptor(
-        connection,
-        Box::new(move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        }),
+        .await,
     )
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use throughline_harness::{TestDatabase, token};
+use throughline_harness::TestDatabase;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
 use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
@@ -17,42 +17,17 @@ use throughline_proto::interaction::v1::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel as Connection;
 
 const BATCH: usize = 200;
 const CUSTOMERS: usize = 4;
 /// Batches sent on the stream that is killed; the kill comes after the fifth acknowledgement.
 const BATCHES: i64 = 20;
 
-type Client = InteractionServiceClient<
-    InterceptedService<
-        Connection,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+type Client = InteractionServiceClient<common::Authorised>;
 
 async fn client(endpoint: String) -> Client {
-    let connection = Connection::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: MetadataValue<_> = format!(
-        "Bearer {}",
-        token("acme", &["interaction:read", "interaction:write"])
-    )
-    .parse()
-    .unwrap();
-    InteractionServiceClient::with_interceptor(
-        connection,
-        Box::new(move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        }),
+    InteractionServiceClient::new(
+        common::authorised(endpoint, &["interaction:read", "interaction:write"]).await,
     )
 }
 

@@ -162,14 +162,6 @@ fn check_address_fits(
     }
 }
 
-fn check(violations: Vec<FieldViolation>) -> Result<(), Error> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(violations))
-    }
-}
-
 impl Api {
     pub(super) async fn send(
         &self,
@@ -217,7 +209,7 @@ impl Api {
                 Selector::Preferred(Vec::new())
             }
         };
-        check(violations)?;
+        Error::unless_valid(violations)?;
         let service = &self.service;
         if let Some(existing) = messages::by_request(service.db(), tenant, &spec.request_id).await?
         {
@@ -296,7 +288,7 @@ impl Api {
             spec.send_group = base.request_id.clone();
             specs.push(spec);
         }
-        check(violations)?;
+        Error::unless_valid(violations)?;
         let service = &self.service;
         let policy = policies::get(service.db(), tenant).await?;
         if base.bypass_quiet_hours && !may_bypass_quiet_hours(&policy, base.purpose) {
@@ -389,7 +381,7 @@ impl Api {
             }
             Err(error) => return Err(error),
         };
-        check(violations)?;
+        Error::unless_valid(violations)?;
         let filters = format!("{filter:?}");
         let after = PageToken::decode(&request.page_token, &filters)
             .map_err(|message| Error::invalid("page_token", message))?;

@@ -96,14 +96,6 @@ pub(crate) fn check_budget(
     }
 }
 
-fn check(violations: Vec<FieldViolation>) -> Result<(), Error> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(violations))
-    }
-}
-
 impl Api {
     pub(super) async fn add_suppression(
         &self,
@@ -171,7 +163,7 @@ impl Api {
                 }
             },
         };
-        check(violations)?;
+        Error::unless_valid(violations)?;
         let row = SuppressionRow {
             id: uuid::Uuid::now_v7().to_string(),
             address,
@@ -229,7 +221,7 @@ impl Api {
             }
         }
         let size = page_size(request.page_size)?;
-        check(violations)?;
+        Error::unless_valid(violations)?;
         let filters = format!("{address:?}|{:?}", request.reasons);
         let after = PageToken::decode(&request.page_token, &filters)
             .map_err(|message| Error::invalid("page_token", message))?;
@@ -335,7 +327,7 @@ impl Api {
                 )),
             }
         }
-        check(violations)?;
+        Error::unless_valid(violations)?;
         if !policies::put(db, tenant, &policy, revision).await? {
             return Err(Error::Aborted(
                 "the contact policy changed concurrently; read it again".to_owned(),

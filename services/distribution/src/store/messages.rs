@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::distribution::v1::{Message, Recipient, StatusChange, TemplateVariant};
 use throughline_runtime::Error;
 use throughline_runtime::sql::Sql;
-use throughline_runtime::time::{PageToken, timestamp};
+use throughline_runtime::time::{PageToken, next_page, timestamp};
 
 pub(crate) const MESSAGES: &str = "distribution_messages";
 pub(crate) const HISTORY: &str = "distribution_message_history";
@@ -359,13 +359,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
         sql.push(" AND create_us < ").bind(until);
     }
     if let Some(after) = after {
-        sql.push(" AND (create_us < ")
-            .bind(after.sort_us)
-            .push(" OR (create_us = ")
-            .bind(after.sort_us)
-            .push(" AND id < ")
-            .bind(after.id.as_str())
-            .push("))");
+        sql.after_page("create_us", after);
     }
     sql.push(" ORDER BY create_us DESC, id DESC LIMIT ")
         .bind(i64::try_from(page_size + 1).unwrap_or(i64::MAX));
@@ -375,15 +369,10 @@ pub(crate) async fn list<C: ConnectionTrait>(
         .iter()
         .map(MessageRow::read)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if rows.len() > page_size {
-        rows.truncate(page_size);
-        rows.last().map(|row| PageToken {
-            sort_us: row.create_us,
-            id: row.id.clone(),
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut rows, page_size, |row| PageToken {
+        sort_us: row.create_us,
+        id: row.id.clone(),
+    });
     Ok((rows, next))
 }
 

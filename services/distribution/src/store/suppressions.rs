@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::distribution::v1::{Address, Suppression, address};
 use throughline_runtime::Error;
 use throughline_runtime::sql::Sql;
-use throughline_runtime::time::{PageToken, now_us, timestamp};
+use throughline_runtime::time::{PageToken, next_page, now_us, timestamp};
 
 const SUPPRESSIONS: &str = "distribution_suppressions";
 const COLUMNS: &str = "id, address, channel, purpose, reason, source, note, expire_us, create_us";
@@ -164,13 +164,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
             .bind_list(reasons.iter().copied());
     }
     if let Some(after) = after {
-        sql.push(" AND (create_us < ")
-            .bind(after.sort_us)
-            .push(" OR (create_us = ")
-            .bind(after.sort_us)
-            .push(" AND id < ")
-            .bind(after.id.as_str())
-            .push("))");
+        sql.after_page("create_us", after);
     }
     sql.push(" ORDER BY create_us DESC, id DESC LIMIT ")
         .bind(i64::try_from(page_size + 1).unwrap_or(i64::MAX));
@@ -180,14 +174,9 @@ pub(crate) async fn list<C: ConnectionTrait>(
         .iter()
         .map(SuppressionRow::read)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if rows.len() > page_size {
-        rows.truncate(page_size);
-        rows.last().map(|row| PageToken {
-            sort_us: row.create_us,
-            id: row.id.clone(),
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut rows, page_size, |row| PageToken {
+        sort_us: row.create_us,
+        id: row.id.clone(),
+    });
     Ok((rows, next))
 }

@@ -333,11 +333,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
         sql.push(" AND state IN ").bind_list(states.iter().copied());
     }
     if let Some(after) = after {
-        sql.push(" AND (active_us, id) < (")
-            .bind(after.sort_us)
-            .push(", ")
-            .bind(after.id.as_str())
-            .push(")");
+        sql.after_page("active_us", after);
     }
     sql.push(" ORDER BY active_us DESC, id DESC LIMIT ")
         .bind(i64::try_from(page_size + 1).unwrap_or(i64::MAX));

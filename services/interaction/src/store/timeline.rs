@@ -76,11 +76,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
         sql.push(" AND occur_us < ").bind(until);
     }
     if let Some(after) = &query.after {
-        sql.push(" AND (occur_us, id) < (")
-            .bind(after.sort_us)
-            .push(", ")
-            .bind(after.id.as_str())
-            .push(")");
+        sql.after_page("occur_us", after);
     }
     sql.push(" ORDER BY occur_us DESC, id DESC LIMIT ")
         .bind(i64::try_from(query.page_size + 1).unwrap_or(i64::MAX));

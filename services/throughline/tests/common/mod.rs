@@ -7,7 +7,35 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use throughline_harness::TEST_SECRET;
+use throughline_harness::{TEST_SECRET, token};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel as Connection;
+
+/// A connection whose calls carry a bearer token of tenant `acme` with `scopes`.
+pub type Authorised = InterceptedService<
+    Connection,
+    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+>;
+
+/// Connects to `endpoint` as tenant `acme` with `scopes`.
+pub async fn authorised(endpoint: String, scopes: &[&str]) -> Authorised {
+    let connection = Connection::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: MetadataValue<_> = format!("Bearer {}", token("acme", scopes)).parse().unwrap();
+    InterceptedService::new(
+        connection,
+        Box::new(move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        }),
+    )
+}
 
 pub struct Process {
     pub child: Child,
