@@ -9,6 +9,7 @@
 //!   rate limits, retries, failover and dead letters.
 
 mod api;
+mod backoff;
 mod delivery;
 mod migration;
 mod policy;
@@ -17,6 +18,7 @@ mod recipient;
 mod send;
 mod store;
 pub mod template;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +36,9 @@ use delivery::Delivery;
 pub use delivery::DeliveryOptions;
 
 pub use migration::Migrator;
+pub use webhooks::{
+    EVENT_SOURCES, WEBHOOKS_CONSUMER, WebhookOptions, fan_out_handler, webhook_subscriptions,
+};
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "distribution";
@@ -51,6 +56,8 @@ pub struct Options {
     pub providers: BTreeMap<String, provider::ProviderOptions>,
     /// Delivery workers.
     pub delivery: DeliveryOptions,
+    /// Webhook subscriptions and their worker.
+    pub webhooks: WebhookOptions,
 }
 
 impl Validate for Options {
@@ -69,6 +76,7 @@ impl Validate for Options {
                 "{prefix}.delivery: concurrency, batch_size and max_attempts must be at least 1"
             ));
         }
+        problems.extend(self.webhooks.problems(prefix));
         problems
     }
 }
@@ -117,6 +125,22 @@ impl Service {
         Some(Box::new(move |stopping| {
             Box::pin(delivery.run(db, stopping))
         }))
+    }
+
+    /// The webhook worker to run while the process serves, unless webhooks are disabled.
+    pub fn webhook_worker(&self) -> Option<Worker> {
+        if !self.options.webhooks.enabled {
+            return None;
+        }
+        let worker = match webhooks::worker::Worker::new(self.options.webhooks.clone()) {
+            Ok(worker) => Arc::new(worker),
+            Err(error) => {
+                tracing::error!(%error, "webhooks: the HTTP client could not be built; no webhook will be delivered");
+                return None;
+            }
+        };
+        let db = self.db.clone();
+        Some(Box::new(move |stopping| Box::pin(worker.run(db, stopping))))
     }
 
     /// Tells the delivery workers of this process that a message is due.

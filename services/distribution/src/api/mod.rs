@@ -4,6 +4,7 @@
 mod messages;
 mod policy;
 mod templates;
+mod webhooks;
 
 use throughline_proto::distribution::v1::distribution_service_server::DistributionService;
 use throughline_proto::distribution::v1::*;
@@ -100,4 +101,10 @@ rpcs! {
     update_contact_policy(UpdateContactPolicyRequest) -> UpdateContactPolicyResponse;
     get_contact_budget_usage(GetContactBudgetUsageRequest) -> GetContactBudgetUsageResponse;
     list_providers(ListProvidersRequest) -> ListProvidersResponse;
+    create_webhook_subscription(CreateWebhookSubscriptionRequest) -> CreateWebhookSubscriptionResponse;
+    get_webhook_subscription(GetWebhookSubscriptionRequest) -> GetWebhookSubscriptionResponse;
+    list_webhook_subscriptions(ListWebhookSubscriptionsRequest) -> ListWebhookSubscriptionsResponse;
+    update_webhook_subscription(UpdateWebhookSubscriptionRequest) -> UpdateWebhookSubscriptionResponse;
+    delete_webhook_subscription(DeleteWebhookSubscriptionRequest) -> DeleteWebhookSubscriptionResponse;
+    list_webhook_deliveries(ListWebhookDeliveriesRequest) -> ListWebhookDeliveriesResponse;
 }
