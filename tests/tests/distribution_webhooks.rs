@@ -61,7 +61,12 @@ struct Sink {
     calls: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-async fn receive(State(sink): State<Sink>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(sink): State<Sink>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let path = uri.path().to_owned();
     let calls = {
         let mut calls = sink.calls.lock().unwrap();
@@ -114,7 +119,17 @@ impl Sink {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{path} received {} requests, not {count}", self.at(path).len());
+        let all: Vec<String> = self
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r.path, String::from_utf8_lossy(&r.body)))
+            .collect();
+        panic!(
+            "{path} received {} requests, not {count}; all: {all:?}",
+            self.at(path).len()
+        );
     }
 }
 
@@ -216,7 +231,7 @@ async fn send(client: &mut Client, email: &str, request_id: &str) -> Message {
             channel: Some(ChannelSelector {
                 selector: Some(channel_selector::Selector::Channel(Channel::Email as i32)),
             }),
-            purpose: Purpose::Marketing as i32,
+            purpose: Purpose::Service as i32,
             template: "templates/welcome".into(),
             request_id: request_id.into(),
             ..SendRequest::default()
@@ -286,9 +301,13 @@ fn verify_signature(received: &Received) {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(received.header("webhook-signature"), format!("v1={expected}"));
+    assert_eq!(
+        received.header("webhook-signature"),
+        format!("v1={expected}")
+    );
     // A signature with another secret does not match.
-    let mut other = Hmac::<Sha256>::new_from_slice(b"another-secret-of-32-bytes-or-more!!").unwrap();
+    let mut other =
+        Hmac::<Sha256>::new_from_slice(b"another-secret-of-32-bytes-or-more!!").unwrap();
     other.update(timestamp.as_bytes());
     other.update(b".");
     other.update(&received.body);
@@ -301,7 +320,10 @@ fn verify_signature(received: &Received) {
     assert_ne!(received.header("webhook-signature"), format!("v1={wrong}"));
     let sent: i64 = timestamp.parse().unwrap();
     let now = chrono::Utc::now().timestamp();
-    assert!((now - sent).abs() <= 60, "timestamp {sent} is not recent ({now})");
+    assert!(
+        (now - sent).abs() <= 60,
+        "timestamp {sent} is not recent ({now})"
+    );
 }
 
 fn violations(status: &tonic::Status) -> Vec<String> {
@@ -322,12 +344,23 @@ on_both_databases!(
         let mut acme = client(&suite, "acme").await;
         let mut globex = client(&suite, "globex").await;
 
-        let suppressed = subscribe(&mut acme, &format!("{base}/acme"), &["message.suppressed"]).await;
+        let suppressed =
+            subscribe(&mut acme, &format!("{base}/acme"), &["message.suppressed"]).await;
         let sent = subscribe(&mut acme, &format!("{base}/acme-sent"), &["message.sent"]).await;
-        let theirs = subscribe(&mut globex, &format!("{base}/globex"), &["message.suppressed"]).await;
+        let theirs = subscribe(
+            &mut globex,
+            &format!("{base}/globex"),
+            &["message.suppressed"],
+        )
+        .await;
 
         // The secret is never returned, and another tenant's subscription does not exist.
-        assert!(get(&mut acme, &suppressed.name).await.signing_secret.is_empty());
+        assert!(
+            get(&mut acme, &suppressed.name)
+                .await
+                .signing_secret
+                .is_empty()
+        );
         let listed = acme
             .list_webhook_subscriptions(ListWebhookSubscriptionsRequest::default())
             .await
@@ -338,7 +371,9 @@ on_both_databases!(
         assert!(listed.iter().all(|s| s.signing_secret.is_empty()));
         assert!(listed.iter().all(|s| s.name != theirs.name));
         let status = acme
-            .get_webhook_subscription(GetWebhookSubscriptionRequest { name: theirs.name.clone() })
+            .get_webhook_subscription(GetWebhookSubscriptionRequest {
+                name: theirs.name.clone(),
+            })
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
@@ -349,7 +384,9 @@ on_both_databases!(
                     url: format!("{base}/stolen"),
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["url".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["url".into()],
+                }),
             })
             .await
             .unwrap_err();
@@ -382,17 +419,27 @@ on_both_databases!(
         // it was fanned out.
         let sent_received = sink.wait_for("/acme-sent", 1).await;
         assert_eq!(sent_received[0].json()["type"], "message.sent");
-        assert_eq!(sent_received[0].json()["data"]["message"], queued.name.as_str());
+        assert_eq!(
+            sent_received[0].json()["data"]["message"],
+            queued.name.as_str()
+        );
         let received = sink.wait_for("/acme", 1).await;
         let theirs_received = sink.wait_for("/globex", 1).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(sink.at("/acme").len(), 1, "only the subscribed type arrives, once");
+        assert_eq!(
+            sink.at("/acme").len(),
+            1,
+            "only the subscribed type arrives, once"
+        );
         assert_eq!(sink.at("/acme-sent").len(), 1);
         assert_eq!(sink.at("/globex").len(), 1);
         assert!(sink.at("/stolen").is_empty());
 
         let request = &received[0];
-        assert_eq!(request.header("content-type"), "application/cloudevents+json");
+        assert_eq!(
+            request.header("content-type"),
+            "application/cloudevents+json"
+        );
         verify_signature(request);
         let event = request.json();
         assert_eq!(event["specversion"], "1.0");
@@ -417,7 +464,10 @@ on_both_databases!(
         assert_eq!(log[0].last_status_code, 200);
         assert_eq!(log[0].event_type, "message.suppressed");
         assert_eq!(log[0].event_id, event["id"].as_str().unwrap());
-        assert_eq!(request.header("webhook-id"), log[0].name.rsplit('/').next().unwrap());
+        assert_eq!(
+            request.header("webhook-id"),
+            log[0].name.rsplit('/').next().unwrap()
+        );
         assert!(log[0].complete_time.is_some());
         assert!(
             deliveries(&mut acme, &suppressed.name, &[WebhookDeliveryState::Failed])
@@ -436,7 +486,9 @@ on_both_databases!(
                     etag: suppressed.etag.clone(),
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
             })
             .await
             .unwrap()
@@ -455,7 +507,9 @@ on_both_databases!(
                     etag: suppressed.etag.clone(),
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
             })
             .await
             .unwrap_err();
@@ -466,7 +520,9 @@ on_both_databases!(
                     name: suppressed.name.clone(),
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["consecutive_failures".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["consecutive_failures".into()],
+                }),
             })
             .await
             .unwrap_err();
@@ -478,10 +534,24 @@ on_both_databases!(
             webhook_subscription_id: String::new(),
             request_id: "create-1".into(),
         };
-        let first = acme.create_webhook_subscription(request.clone()).await.unwrap().into_inner();
-        let second = acme.create_webhook_subscription(request).await.unwrap().into_inner();
+        let first = acme
+            .create_webhook_subscription(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        let second = acme
+            .create_webhook_subscription(request)
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(first.webhook_subscription, second.webhook_subscription);
-        assert!(first.webhook_subscription.unwrap().signing_secret.is_empty());
+        assert!(
+            first
+                .webhook_subscription
+                .unwrap()
+                .signing_secret
+                .is_empty()
+        );
 
         // Deleted: gone, with its deliveries.
         acme.delete_webhook_subscription(DeleteWebhookSubscriptionRequest {
@@ -491,7 +561,9 @@ on_both_databases!(
         .await
         .unwrap();
         let status = acme
-            .get_webhook_subscription(GetWebhookSubscriptionRequest { name: sent.name.clone() })
+            .get_webhook_subscription(GetWebhookSubscriptionRequest {
+                name: sent.name.clone(),
+            })
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
@@ -521,7 +593,10 @@ on_both_databases!(
         assert_eq!(log[0].attempt_count, 3);
         assert_eq!(log[0].last_status_code, 200);
         let ids: Vec<String> = attempts.iter().map(|r| r.header("webhook-id")).collect();
-        assert!(ids.iter().all(|id| *id == ids[0]), "one delivery id: {ids:?}");
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "one delivery id: {ids:?}"
+        );
         assert_eq!(attempts[0].json()["id"], attempts[2].json()["id"]);
         for attempt in &attempts {
             verify_signature(attempt);
@@ -533,7 +608,12 @@ on_both_databases!(
         // An endpoint that always fails: each delivery FAILED after 3 attempts, and the
         // second failed delivery in a row disables the subscription.
         let mut initech = client(&suite, "initech").await;
-        let failing = subscribe(&mut initech, &format!("{base}/fail"), &["message.suppressed"]).await;
+        let failing = subscribe(
+            &mut initech,
+            &format!("{base}/fail"),
+            &["message.suppressed"],
+        )
+        .await;
         prepare_tenant(&mut initech).await;
         send(&mut initech, "blocked@example.com", "i1").await;
         send(&mut initech, "blocked@example.com", "i2").await;
@@ -595,9 +675,13 @@ on_both_databases!(
         };
         assert!(time(&page.deliveries[0]) >= time(&rest.deliveries[0]));
         assert!(
-            deliveries(&mut initech, &failing.name, &[WebhookDeliveryState::Succeeded])
-                .await
-                .is_empty()
+            deliveries(
+                &mut initech,
+                &failing.name,
+                &[WebhookDeliveryState::Succeeded]
+            )
+            .await
+            .is_empty()
         );
 
         // Re-enabled by its owner: the failures are forgiven.
@@ -608,7 +692,9 @@ on_both_databases!(
                     enabled: true,
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["enabled".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["enabled".into()],
+                }),
             })
             .await
             .unwrap()
@@ -670,7 +756,9 @@ on_both_databases!(
                     url: "https://[fd00::1]/hook".into(),
                     ..WebhookSubscription::default()
                 }),
-                update_mask: Some(FieldMask { paths: vec!["url".into()] }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["url".into()],
+                }),
             })
             .await
             .unwrap_err();

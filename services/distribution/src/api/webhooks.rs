@@ -54,9 +54,7 @@ impl Api {
                 format!("must be at most {MAX_DISPLAY_NAME} characters"),
             ));
         }
-        if let Err(reason) =
-            guard::check(&row.url, self.service.options.webhooks.policy()).await
-        {
+        if let Err(reason) = guard::check(&row.url, self.service.options.webhooks.policy()).await {
             violations.push(FieldViolation::new(field("url"), reason));
         }
         if row.event_types.is_empty() {
@@ -290,12 +288,7 @@ impl Api {
         let revision = if request.etag.is_empty() {
             None
         } else {
-            Some(
-                request
-                    .etag
-                    .parse::<i64>()
-                    .map_err(|_| stale(id))?,
-            )
+            Some(request.etag.parse::<i64>().map_err(|_| stale(id))?)
         };
         let db = &self.service.db;
         let transaction = throughline_runtime::db::write_transaction(db).await?;
@@ -316,8 +309,11 @@ impl Api {
         request: ListWebhookDeliveriesRequest,
     ) -> Result<ListWebhookDeliveriesResponse, Error> {
         let mut violations = Vec::new();
-        let id = match resource_id(&request.webhook_subscription, COLLECTION, "webhook_subscription")
-        {
+        let id = match resource_id(
+            &request.webhook_subscription,
+            COLLECTION,
+            "webhook_subscription",
+        ) {
             Ok(id) => id,
             Err(Error::InvalidArgument(found)) => {
                 violations.extend(found);

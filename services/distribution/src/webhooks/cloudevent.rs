@@ -39,14 +39,18 @@ pub(crate) fn body(event: &Event) -> Vec<u8> {
     let mut object = Map::new();
     object.insert("specversion".into(), json!("1.0"));
     object.insert("id".into(), json!(event.id));
-    object.insert("source".into(), json!(format!("/throughline/{}", event.source)));
+    object.insert(
+        "source".into(),
+        json!(format!("/throughline/{}", event.source)),
+    );
     object.insert("type".into(), json!(event.r#type));
     if !event.subject.is_empty() {
         object.insert("subject".into(), json!(event.subject));
     }
     if let Some(time) = &event.time {
-        let time = chrono::DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).unwrap_or(0))
-            .unwrap_or_default();
+        let time =
+            chrono::DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).unwrap_or(0))
+                .unwrap_or_default();
         object.insert(
             "time".into(),
             json!(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),

@@ -242,7 +242,11 @@ mod tests {
     async fn schemes_and_credentials_are_checked() {
         assert!(check("http://93.184.216.34/hook", STRICT).await.is_err());
         assert!(check("ftp://93.184.216.34/hook", STRICT).await.is_err());
-        assert!(check("https://user:pw@93.184.216.34/", STRICT).await.is_err());
+        assert!(
+            check("https://user:pw@93.184.216.34/", STRICT)
+                .await
+                .is_err()
+        );
         assert!(check("not a url", STRICT).await.is_err());
         let lax = Policy {
             allow_http: true,

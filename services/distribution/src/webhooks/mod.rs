@@ -232,6 +232,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert!(WebhookOptions::default().problems("distribution").is_empty());
+        assert!(
+            WebhookOptions::default()
+                .problems("distribution")
+                .is_empty()
+        );
     }
 }

@@ -276,7 +276,11 @@ impl DeliveryRow {
     pub(crate) fn to_proto(&self) -> WebhookDelivery {
         let pending = matches!(self.state, 1 | 2);
         WebhookDelivery {
-            name: format!("{}/deliveries/{}", subscription_name(&self.subscription), self.id),
+            name: format!(
+                "{}/deliveries/{}",
+                subscription_name(&self.subscription),
+                self.id
+            ),
             event_id: self.event_id.clone(),
             event_type: self.event_type.clone(),
             state: self.state,

@@ -84,7 +84,9 @@ impl Worker {
         let concurrency = self.options.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
         while !stopping.is_cancelled() {
-            let free = permits.available_permits().min(self.options.batch_size.max(1));
+            let free = permits
+                .available_permits()
+                .min(self.options.batch_size.max(1));
             if free == 0 {
                 tokio::select! {
                     _ = permits.clone().acquire_owned() => {}
@@ -93,14 +95,14 @@ impl Worker {
                 continue;
             }
             let now = now_us();
-            let claimed =
-                match store::claim(&db, free, now, now + micros(self.options.lease)).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::warn!(%error, "webhooks: claiming deliveries failed; retrying");
-                        Vec::new()
-                    }
-                };
+            let claimed = match store::claim(&db, free, now, now + micros(self.options.lease)).await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "webhooks: claiming deliveries failed; retrying");
+                    Vec::new()
+                }
+            };
             if claimed.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(self.options.poll_interval) => {}
@@ -140,8 +142,8 @@ impl Worker {
         };
         let now = now_us();
         let succeeded = (200..300).contains(&status_code);
-        let exhausted = u32::try_from(row.attempt_count).unwrap_or(u32::MAX)
-            >= self.options.max_attempts;
+        let exhausted =
+            u32::try_from(row.attempt_count).unwrap_or(u32::MAX) >= self.options.max_attempts;
         let attempted = if succeeded {
             Attempted {
                 state: WebhookDeliveryState::Succeeded as i32,
@@ -205,7 +207,8 @@ impl Worker {
         };
         let body = cloudevent::body(event);
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = cloudevent::signature(subscription.signing_secret.as_bytes(), timestamp, &body);
+        let signature =
+            cloudevent::signature(subscription.signing_secret.as_bytes(), timestamp, &body);
         let response = self
             .client
             .post(url)
