@@ -670,7 +670,7 @@ on_both_databases!(
         assert!(rest.next_page_token.is_empty());
         assert_ne!(page.deliveries[0].name, rest.deliveries[0].name);
         let time = |d: &WebhookDelivery| {
-            let t = d.create_time.clone().unwrap();
+            let t = d.create_time.unwrap();
             (t.seconds, t.nanos)
         };
         assert!(time(&page.deliveries[0]) >= time(&rest.deliveries[0]));

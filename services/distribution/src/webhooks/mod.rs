@@ -169,7 +169,7 @@ async fn fan_out(transaction: &DatabaseTransaction, event: &Event) -> Result<(),
     let subscriptions = store::enabled(transaction, &event.tenant).await?;
     let wanted: Vec<&String> = subscriptions
         .iter()
-        .filter(|(_, types)| types.iter().any(|t| *t == event.r#type))
+        .filter(|(_, types)| types.contains(&event.r#type))
         .map(|(id, _)| id)
         .collect();
     if wanted.is_empty() {
