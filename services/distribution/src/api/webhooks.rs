@@ -43,9 +43,15 @@ fn stale(id: &str) -> Error {
 }
 
 impl Api {
-    /// Checks the writable fields of `row`, the URL through the SSRF guard; violations are
-    /// named under `webhook_subscription.`.
-    async fn check_subscription(&self, row: &mut SubscriptionRow) -> Vec<FieldViolation> {
+    /// Checks the writable fields of `row`, a new URL (`check_url`) through the SSRF guard;
+    /// violations are named under `webhook_subscription.`. An unchanged URL is not resolved
+    /// again, so that a subscription whose host went away can still be disabled or renamed
+    /// (deliveries check it anyway).
+    async fn check_subscription(
+        &self,
+        row: &mut SubscriptionRow,
+        check_url: bool,
+    ) -> Vec<FieldViolation> {
         let field = |name: &str| format!("webhook_subscription.{name}");
         let mut violations = Vec::new();
         if row.display_name.chars().count() > MAX_DISPLAY_NAME {
@@ -54,7 +60,13 @@ impl Api {
                 format!("must be at most {MAX_DISPLAY_NAME} characters"),
             ));
         }
-        if let Err(reason) = guard::check(&row.url, self.service.options.webhooks.policy()).await {
+        let policy = self.service.options.webhooks.policy();
+        let url = if check_url {
+            guard::check(&row.url, policy).await.map(|_| ())
+        } else {
+            guard::parse(&row.url, policy).map(|_| ())
+        };
+        if let Err(reason) = url {
             violations.push(FieldViolation::new(field("url"), reason));
         }
         if row.event_types.is_empty() {
@@ -126,7 +138,7 @@ impl Api {
             create_us: now,
             update_us: now,
         };
-        violations.extend(self.check_subscription(&mut row).await);
+        violations.extend(self.check_subscription(&mut row, true).await);
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }
@@ -265,7 +277,8 @@ impl Api {
                 updated.consecutive_failures = 0;
             }
         }
-        let violations = self.check_subscription(&mut updated).await;
+        let url_changed = updated.url != current.url;
+        let violations = self.check_subscription(&mut updated, url_changed).await;
         if !violations.is_empty() {
             return Err(Error::InvalidArgument(violations));
         }

@@ -93,10 +93,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_follow_the_known_vector() {
-        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let signed = signature(b"Jefe", 0, b"");
-        assert_eq!(signed.len(), 3 + 64);
+    fn signatures_cover_the_timestamp_and_the_body() {
+        // The HMAC itself: RFC 4231 test case 2.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         let hex: String = mac
@@ -109,7 +107,22 @@ mod tests {
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        // "<timestamp>.<body>" signed: "what do ya want for nothing?" split at its first dot
+        // would not parse as a timestamp, so sign the same bytes another way.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"1700000000.{\"a\":1}");
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            signature(b"Jefe", 1_700_000_000, b"{\"a\":1}"),
+            format!("v1={expected}")
+        );
         assert_ne!(signature(b"Jefe", 1, b"x"), signature(b"Jefe", 2, b"x"));
+        assert_ne!(signature(b"Jefe", 1, b"x"), signature(b"Jeff", 1, b"x"));
     }
 
     #[test]
