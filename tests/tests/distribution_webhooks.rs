@@ -792,3 +792,48 @@ on_both_databases!(
         suite.stop().await;
     }
 );
+
+on_both_databases!(
+    addresses_are_checked_again_at_delivery,
+    |db: TestDatabase| async move {
+        // Saved while private addresses were allowed...
+        let (sink, address) = Sink::start().await;
+        let lenient = start(&db, 1, 20).await;
+        let mut acme = client(&lenient, "acme").await;
+        let inside = subscribe(
+            &mut acme,
+            &format!("http://{address}/inside"),
+            &["message.suppressed"],
+        )
+        .await;
+        prepare_tenant(&mut acme).await;
+        lenient.stop().await;
+
+        // ... and delivered by a server that forbids them, as if the name now resolved to
+        // this machine (DNS rebinding): refused before any connection.
+        let mut config = TestSuite::config(&["distribution"], &db, &[]);
+        let webhooks = &mut config.distribution.webhooks;
+        webhooks.allow_http = true;
+        webhooks.max_attempts = 1;
+        webhooks.poll_interval = Duration::from_millis(50);
+        let strict = TestSuite::start_config(config).await;
+        let mut acme = client(&strict, "acme").await;
+        send(&mut acme, "blocked@example.com", "a1").await;
+        let log = wait_deliveries(&mut acme, &inside.name, "failed", |log| {
+            log.first()
+                .is_some_and(|d| d.state == WebhookDeliveryState::Failed as i32)
+        })
+        .await;
+        assert_eq!(log[0].last_status_code, 0);
+        assert!(
+            log[0].last_error.contains("refused"),
+            "{}",
+            log[0].last_error
+        );
+        assert!(
+            sink.at("/inside").is_empty(),
+            "the request reached the endpoint"
+        );
+        strict.stop().await;
+    }
+);
