@@ -157,7 +157,7 @@ async fn post(
         .header("Webhook-Timestamp", timestamp.to_string())
         .header(
             "Webhook-Signature",
-            throughline_distribution::sign_inbound(secret, timestamp, body.as_bytes()),
+            throughline_distribution::sign(secret.as_bytes(), timestamp, body.as_bytes()),
         )
         .body(body.to_owned())
         .send()

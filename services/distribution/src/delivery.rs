@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use serde::{Deserialize, Serialize};
 use throughline_proto::common::v1::Channel;
@@ -30,6 +29,7 @@ use throughline_runtime::time::now_us;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::backoff;
 use crate::provider::{Outgoing, Provider, SendError};
 use crate::send::status_event;
 use crate::store::messages::{Change, MESSAGE_COLUMNS, MESSAGES, MessageRow, Update, apply};
@@ -407,7 +407,11 @@ impl Delivery {
         detail: &str,
         now: i64,
     ) -> Outcome {
-        let delay = backoff(&self.options, row.attempt_count.max(1));
+        let delay = backoff(
+            self.options.backoff_base,
+            self.options.backoff_max,
+            row.attempt_count.max(1),
+        );
         let next = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
         let update = Update {
             status: MessageStatus::Deferred as i32,
@@ -469,19 +473,6 @@ impl Delivery {
 
 fn truncate(detail: &str) -> String {
     detail.chars().take(500).collect()
-}
-
-/// The delay before attempt `attempt + 1`: `base × 2^(attempt−1)`, at most `max`, of which a
-/// random half to all (jitter spreads retries of a burst over time).
-fn backoff(options: &DeliveryOptions, attempt: i32) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1))
-        .unwrap_or(0)
-        .min(20);
-    let full = options
-        .backoff_base
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(options.backoff_max);
-    full.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 /// The result of one attempt, waiting to be written.

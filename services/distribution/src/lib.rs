@@ -9,6 +9,7 @@
 //!   rate limits, retries, failover and dead letters.
 
 mod api;
+mod backoff;
 mod delivery;
 mod inbound;
 mod inbound_http;
@@ -18,8 +19,10 @@ mod policy;
 pub mod provider;
 mod recipient;
 mod send;
+mod signature;
 mod store;
 pub mod template;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,9 +38,13 @@ use throughline_runtime::server::Worker;
 
 use delivery::Delivery;
 pub use delivery::DeliveryOptions;
-pub use inbound_http::{InboundOptions, sign as sign_inbound};
+pub use inbound_http::InboundOptions;
+pub use signature::{sign, verify};
 
 pub use migration::Migrator;
+pub use webhooks::{
+    EVENT_SOURCES, WEBHOOKS_CONSUMER, WebhookOptions, fan_out_handler, webhook_subscriptions,
+};
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "distribution";
@@ -57,6 +64,8 @@ pub struct Options {
     pub delivery: DeliveryOptions,
     /// The HTTP endpoint for providers' receipts and customers' replies.
     pub inbound: InboundOptions,
+    /// Webhook subscriptions and their worker.
+    pub webhooks: WebhookOptions,
 }
 
 impl Validate for Options {
@@ -81,6 +90,7 @@ impl Validate for Options {
                 "{prefix}.delivery: concurrency, batch_size and max_attempts must be at least 1"
             ));
         }
+        problems.extend(self.webhooks.problems(prefix));
         problems
     }
 }
@@ -138,6 +148,22 @@ impl Service {
         Some(Box::new(move |stopping| {
             Box::pin(inbound_http::serve(service, address, stopping))
         }))
+    }
+
+    /// The webhook worker to run while the process serves, unless webhooks are disabled.
+    pub fn webhook_worker(&self) -> Option<Worker> {
+        if !self.options.webhooks.enabled {
+            return None;
+        }
+        let worker = match webhooks::worker::Worker::new(self.options.webhooks.clone()) {
+            Ok(worker) => Arc::new(worker),
+            Err(error) => {
+                tracing::error!(%error, "webhooks: the HTTP client could not be built; no webhook will be delivered");
+                return None;
+            }
+        };
+        let db = self.db.clone();
+        Some(Box::new(move |stopping| Box::pin(worker.run(db, stopping))))
     }
 
     /// Tells the delivery workers of this process that a message is due.

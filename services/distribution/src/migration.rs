@@ -3,6 +3,8 @@
 use sea_orm_migration::prelude::*;
 use throughline_runtime::migration::columns::{bigint, blob, column, integer, text};
 
+mod m0006_webhooks;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
@@ -10,6 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = throughline_runtime::migration::shared(crate::NAME);
         migrations.push(Box::new(M0005Messages));
+        migrations.push(Box::new(m0006_webhooks::M0006Webhooks));
         migrations
     }
 
@@ -33,11 +36,11 @@ impl MigrationName for M0005Messages {
     }
 }
 
-fn nullable_bigint(name: &str) -> ColumnDef {
+pub(crate) fn nullable_bigint(name: &str) -> ColumnDef {
     column(name).big_integer().null().to_owned()
 }
 
-fn primary_key(columns: &[&str]) -> IndexCreateStatement {
+pub(crate) fn primary_key(columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
     for name in columns {
         index.col(Alias::new(*name));

@@ -82,11 +82,19 @@ pub const SERVICES: [ServiceEntry; 5] = [
         migrate: |db| Box::pin(migrate::<throughline_distribution::Migrator>(db)),
         database_url: |config| config.distribution.database_url.as_deref(),
         register: |server, db, config| {
+            // Every service's events, its own included, fan out to webhook subscriptions.
+            for subscription in throughline_distribution::webhook_subscriptions(db.clone()) {
+                server.add_subscription(subscription);
+            }
             let service = throughline_distribution::Service::new(db, config.distribution.clone())
                 .with_peers(server.peers().clone());
-            for worker in [service.delivery_worker(), service.inbound_endpoint()]
-                .into_iter()
-                .flatten()
+            for worker in [
+                service.delivery_worker(),
+                service.inbound_endpoint(),
+                service.webhook_worker(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 server.add_worker(worker);
             }

@@ -5,6 +5,7 @@ mod inbound;
 mod messages;
 mod policy;
 mod templates;
+mod webhooks;
 
 use throughline_proto::distribution::v1::distribution_service_server::DistributionService;
 use throughline_proto::distribution::v1::*;
@@ -107,4 +108,10 @@ rpcs! {
     get_contact_budget_usage(GetContactBudgetUsageRequest) -> GetContactBudgetUsageResponse;
     list_providers(ListProvidersRequest) -> ListProvidersResponse;
     record_inbound(RecordInboundRequest) -> RecordInboundResponse;
+    create_webhook_subscription(CreateWebhookSubscriptionRequest) -> CreateWebhookSubscriptionResponse;
+    get_webhook_subscription(GetWebhookSubscriptionRequest) -> GetWebhookSubscriptionResponse;
+    list_webhook_subscriptions(ListWebhookSubscriptionsRequest) -> ListWebhookSubscriptionsResponse;
+    update_webhook_subscription(UpdateWebhookSubscriptionRequest) -> UpdateWebhookSubscriptionResponse;
+    delete_webhook_subscription(DeleteWebhookSubscriptionRequest) -> DeleteWebhookSubscriptionResponse;
+    list_webhook_deliveries(ListWebhookDeliveriesRequest) -> ListWebhookDeliveriesResponse;
 }
