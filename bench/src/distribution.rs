@@ -192,7 +192,7 @@ async fn queued(url: &str) -> Result<u64, BenchError> {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT COUNT(*) FROM distribution_messages WHERE status IN (1, 2)",
+            "SELECT COUNT(*) FROM distribution.distribution_messages WHERE status IN (1, 2)",
         ))
         .await
         .map_err(setup_error)?

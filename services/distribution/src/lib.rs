@@ -31,6 +31,7 @@ use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use throughline_runtime::Error;
+use throughline_runtime::batch::Batcher;
 use throughline_runtime::config::Validate;
 use throughline_runtime::idempotency::Idempotency;
 use throughline_runtime::peers::Peers;
@@ -103,6 +104,8 @@ pub struct Service {
     pub(crate) idempotency: Idempotency,
     peers: Peers,
     delivery: Arc<Delivery>,
+    /// Started on first use, inside the runtime.
+    send_writer: Arc<std::sync::OnceLock<Batcher<send::Accepted, store::messages::MessageRow>>>,
 }
 
 impl Service {
@@ -120,6 +123,7 @@ impl Service {
             idempotency: Idempotency::new(NAME),
             peers: Peers::default(),
             delivery,
+            send_writer: Arc::default(),
         }
     }
 
@@ -164,6 +168,12 @@ impl Service {
         };
         let db = self.db.clone();
         Some(Box::new(move |stopping| Box::pin(worker.run(db, stopping))))
+    }
+
+    /// The group-commit writers of accepted messages.
+    fn send_writer(&self) -> &Batcher<send::Accepted, store::messages::MessageRow> {
+        self.send_writer
+            .get_or_init(|| send::start_writer(self.db.clone()))
     }
 
     /// Tells the delivery workers of this process that a message is due.

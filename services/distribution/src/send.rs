@@ -5,15 +5,18 @@
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
+use sea_orm::DatabaseConnection;
 use throughline_proto::common::v1::{Channel, Priority, Purpose};
 use throughline_proto::distribution::v1::{
     ContactPolicy, MessageStatus, Recipient, StatusReason, Template,
 };
 use throughline_proto::event::v1::MessageStatusChanged;
 use throughline_runtime::Error;
+use throughline_runtime::batch::Batcher;
 use throughline_runtime::db::write_transaction;
 use throughline_runtime::events::{Outbox, new_event};
 use throughline_runtime::time::now_us;
+use tonic::Status;
 
 use crate::policy::{
     budget_exempt, consent_allows, limit_key, matching_limits, may_bypass_quiet_hours, period_of,
@@ -132,20 +135,10 @@ impl Service {
             .await?
             .ok_or_else(|| Error::NotFound(format!("templates/{}", spec.template_id)))?;
         let now = now_us();
-        let mut plan = self
+        let plan = self
             .plan(tenant, spec, audience, policy, &template, now)
             .await?;
         let budget_holder = &audience.budget_holder;
-        let transaction = write_transaction(self.db()).await?;
-        if !plan.counters.is_empty()
-            && !budget::take(&transaction, tenant, budget_holder, &plan.counters).await?
-        {
-            plan = Plan {
-                address: plan.address,
-                locale: plan.locale,
-                ..suppressed(plan.channel, StatusReason::ContactBudgetExceeded)
-            };
-        }
         let row = MessageRow {
             tenant: tenant.to_owned(),
             id: uuid::Uuid::now_v7().to_string(),
@@ -173,29 +166,18 @@ impl Service {
             create_us: now,
             update_us: now,
         };
-        let change = Change {
-            status: plan.status as i32,
-            reason: plan.reason as i32,
-            time_us: now,
-            ..Change::default()
+        let accepted = Accepted {
+            row,
+            reason: plan.reason,
+            counters: plan.counters,
+            budget_holder: budget_holder.clone(),
         };
-        if !messages::insert(&transaction, &row, std::slice::from_ref(&change)).await? {
-            // A concurrent retry of the same request won: its message is the answer.
-            drop(transaction);
-            return messages::by_request(self.db(), tenant, &spec.request_id)
-                .await?
-                .ok_or_else(|| Error::Aborted("a concurrent send holds this request id".into()));
-        }
-        if plan.status == MessageStatus::Suppressed {
-            Outbox::new(crate::NAME)
-                .append(
-                    &transaction,
-                    &status_event(&row, "message.suppressed", plan.reason),
-                )
-                .await?;
-        }
-        transaction.commit().await?;
-        if plan.status == MessageStatus::Queued {
+        let row = self
+            .send_writer()
+            .load(accepted)
+            .await
+            .map_err(|status| Error::Unavailable(status.message().to_owned()))?;
+        if row.status == MessageStatus::Queued as i32 {
             self.wake_delivery();
         }
         Ok(row)
@@ -356,4 +338,107 @@ impl Service {
         }
         Ok(Ok(address.value.to_owned()))
     }
+}
+
+/// A message enforcement accepted, waiting to be written with the others of its batch.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    row: MessageRow,
+    reason: StatusReason,
+    counters: Vec<Counter>,
+    budget_holder: String,
+}
+
+/// Concurrent sends' transactions: commits cost a disk flush each, so messages accepted at the
+/// same time are written by one transaction (group commit). Nothing waits for a batch to fill.
+const SEND_WRITERS: usize = 2;
+const SEND_BATCH: usize = 256;
+
+/// Starts the writers of accepted messages.
+pub(crate) fn start_writer(db: DatabaseConnection) -> Batcher<Accepted, MessageRow> {
+    Batcher::start(SEND_WRITERS, SEND_BATCH, move |batch| {
+        let db = db.clone();
+        async move { write(&db, batch).await.map_err(Status::from) }
+    })
+}
+
+/// Writes a batch of accepted messages in one transaction: each is inserted unless its request
+/// id is taken (then the message that holds it is the answer), takes its contact-budget counts
+/// (or is SUPPRESSED over budget), and gets its first status and, if suppressed, its event.
+async fn write(db: &DatabaseConnection, batch: Vec<Accepted>) -> Result<Vec<MessageRow>, Error> {
+    let mut batch = batch;
+    let transaction = write_transaction(db).await?;
+    let inserted = messages::insert_all(
+        &transaction,
+        &batch
+            .iter()
+            .map(|accepted| &accepted.row)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut events = Vec::new();
+    for accepted in batch.iter_mut().filter(|a| inserted.contains(&a.row.id)) {
+        let row = &mut accepted.row;
+        if !accepted.counters.is_empty()
+            && !budget::take(
+                &transaction,
+                &row.tenant,
+                &accepted.budget_holder,
+                &accepted.counters,
+            )
+            .await?
+        {
+            row.status = MessageStatus::Suppressed as i32;
+            row.content.clear();
+            row.budget_keys.clear();
+            accepted.reason = StatusReason::ContactBudgetExceeded;
+            messages::suppress_new(&transaction, row).await?;
+        }
+        if row.status == MessageStatus::Suppressed as i32 {
+            events.push(status_event(row, "message.suppressed", accepted.reason));
+        }
+    }
+    let changes: Vec<(String, String, [Change; 1])> = batch
+        .iter()
+        .filter(|a| inserted.contains(&a.row.id))
+        .map(|a| {
+            (
+                a.row.tenant.clone(),
+                a.row.id.clone(),
+                [Change {
+                    status: a.row.status,
+                    reason: a.reason as i32,
+                    time_us: a.row.create_us,
+                    ..Change::default()
+                }],
+            )
+        })
+        .collect();
+    let entries: Vec<(&str, &str, i32, &[Change])> = changes
+        .iter()
+        .map(|(tenant, id, change)| (tenant.as_str(), id.as_str(), 0, change.as_slice()))
+        .collect();
+    messages::append_history(&transaction, &entries).await?;
+    Outbox::new(crate::NAME)
+        .append_all(&transaction, &events)
+        .await?;
+    transaction.commit().await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for accepted in batch {
+        if inserted.contains(&accepted.row.id) {
+            answers.push(accepted.row);
+        } else {
+            // A retry of a send already written (or another send of this batch holding the
+            // same request id): the message that holds the id is the answer.
+            let row = &accepted.row;
+            answers.push(
+                messages::by_request(db, &row.tenant, &row.request_id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Aborted("a concurrent send holds this request id".into())
+                    })?,
+            );
+        }
+    }
+    Ok(answers)
 }

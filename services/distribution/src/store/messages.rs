@@ -3,7 +3,7 @@
 //! A message row is the queue entry too: QUEUED and DEFERRED rows with `next_attempt_us` due
 //! are what delivery workers claim (see `crate::delivery`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use prost::Message as _;
 use sea_orm::{ConnectionTrait, QueryResult};
@@ -140,50 +140,78 @@ pub(crate) fn message_name(id: &str) -> String {
     format!("messages/{id}")
 }
 
-/// Inserts a new message with its first status changes, unless a message with the same
-/// request id exists: `false` then, and nothing is written.
-pub(crate) async fn insert<C: ConnectionTrait>(
+/// Inserts new messages in one statement, skipping any whose request id is taken: the ids of
+/// those inserted.
+pub(crate) async fn insert_all<C: ConnectionTrait>(
     db: &C,
-    row: &MessageRow,
-    changes: &[Change],
-) -> Result<bool, Error> {
+    rows: &[&MessageRow],
+) -> Result<HashSet<String>, Error> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
     let mut sql = Sql::new(db.get_database_backend());
     sql.push(&format!(
         "INSERT INTO {MESSAGES} ({MESSAGE_COLUMNS}) VALUES "
-    ))
-    .bind_list::<sea_orm::Value>([
-        row.tenant.clone().into(),
-        row.id.clone().into(),
-        row.request_id.clone().into(),
-        row.send_group.clone().into(),
-        row.profile.clone().into(),
-        row.recipient.clone().into(),
-        row.channel.into(),
-        row.address.clone().into(),
-        row.purpose.into(),
-        row.priority.into(),
-        row.template.clone().into(),
-        row.locale.clone().into(),
-        row.origin.clone().into(),
-        row.status.into(),
-        row.content.clone().into(),
-        row.provider.clone().into(),
-        row.provider_message_id.clone().into(),
-        row.attempt_count.into(),
-        row.not_before_us.into(),
-        row.next_attempt_us.into(),
-        row.lease_until_us.into(),
-        row.budget_keys.clone().into(),
-        i32::try_from(changes.len()).unwrap_or(i32::MAX).into(),
-        row.create_us.into(),
-        row.update_us.into(),
-    ])
-    .push(" ON CONFLICT (tenant, request_id) DO NOTHING");
-    let inserted = db.execute_raw(sql.statement()).await?.rows_affected() == 1;
-    if inserted {
-        append_history(db, &[(row.tenant.as_str(), row.id.as_str(), 0, changes)]).await?;
+    ));
+    for (index, row) in rows.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind_list::<sea_orm::Value>([
+            row.tenant.clone().into(),
+            row.id.clone().into(),
+            row.request_id.clone().into(),
+            row.send_group.clone().into(),
+            row.profile.clone().into(),
+            row.recipient.clone().into(),
+            row.channel.into(),
+            row.address.clone().into(),
+            row.purpose.into(),
+            row.priority.into(),
+            row.template.clone().into(),
+            row.locale.clone().into(),
+            row.origin.clone().into(),
+            row.status.into(),
+            row.content.clone().into(),
+            row.provider.clone().into(),
+            row.provider_message_id.clone().into(),
+            row.attempt_count.into(),
+            row.not_before_us.into(),
+            row.next_attempt_us.into(),
+            row.lease_until_us.into(),
+            row.budget_keys.clone().into(),
+            row.history_len.into(),
+            row.create_us.into(),
+            row.update_us.into(),
+        ]);
+    }
+    sql.push(" ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id");
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for row in db.query_all_raw(sql.statement()).await? {
+        inserted.insert(row.try_get_by_index::<String>(0)?);
     }
     Ok(inserted)
+}
+
+/// Marks a message just inserted as SUPPRESSED for `reason` (in the transaction that inserted
+/// it, before its history is written).
+pub(crate) async fn suppress_new<C: ConnectionTrait>(
+    db: &C,
+    row: &MessageRow,
+) -> Result<(), Error> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push(&format!("UPDATE {MESSAGES} SET status = "))
+        .bind(row.status)
+        .push(", content = ")
+        .bind(row.content.clone())
+        .push(", budget_keys = ")
+        .bind(row.budget_keys.as_str())
+        .push(" WHERE tenant = ")
+        .bind(row.tenant.as_str())
+        .push(" AND id = ")
+        .bind(row.id.as_str());
+    db.execute_raw(sql.statement()).await?;
+    Ok(())
 }
 
 /// Appends status changes: for each message, its tenant, id, the history length before and the
