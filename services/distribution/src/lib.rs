@@ -10,6 +10,7 @@
 
 mod api;
 mod backoff;
+mod cache;
 mod delivery;
 mod inbound;
 mod inbound_http;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
+use throughline_proto::distribution::v1::{ContactPolicy, Template};
 use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
 use throughline_runtime::config::Validate;
@@ -46,6 +48,9 @@ pub use migration::Migrator;
 pub use webhooks::{
     EVENT_SOURCES, WEBHOOKS_CONSUMER, WebhookOptions, fan_out_handler, webhook_subscriptions,
 };
+
+/// How stale a cached policy or template may be when another replica changed it.
+const READ_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "distribution";
@@ -105,7 +110,11 @@ pub struct Service {
     peers: Peers,
     delivery: Arc<Delivery>,
     /// Started on first use, inside the runtime.
-    send_writer: Arc<std::sync::OnceLock<Batcher<send::Accepted, store::messages::MessageRow>>>,
+    send_writer: Arc<std::sync::OnceLock<Batcher<send::Accepted, send::Written>>>,
+    /// Each tenant's contact policy, read by every send.
+    policies: Arc<cache::TtlCache<String, ContactPolicy>>,
+    /// Templates by tenant and id, read by every send.
+    templates: Arc<cache::TtlCache<(String, String), Option<Template>>>,
 }
 
 impl Service {
@@ -124,6 +133,8 @@ impl Service {
             peers: Peers::default(),
             delivery,
             send_writer: Arc::default(),
+            policies: Arc::new(cache::TtlCache::new(READ_CACHE_TTL)),
+            templates: Arc::new(cache::TtlCache::new(READ_CACHE_TTL)),
         }
     }
 
@@ -170,8 +181,36 @@ impl Service {
         Some(Box::new(move |stopping| Box::pin(worker.run(db, stopping))))
     }
 
+    /// The tenant's contact policy, as of at most a second ago.
+    async fn policy(&self, tenant: &str) -> Result<ContactPolicy, Error> {
+        self.policies
+            .get_or_load(&tenant.to_owned(), || {
+                store::policies::get(&self.db, tenant)
+            })
+            .await
+    }
+
+    /// A template, as of at most a second ago; `None` if there is none.
+    async fn template(&self, tenant: &str, id: &str) -> Result<Option<Template>, Error> {
+        self.templates
+            .get_or_load(&(tenant.to_owned(), id.to_owned()), || {
+                store::templates::find(&self.db, tenant, id)
+            })
+            .await
+    }
+
+    /// Forgets what this process cached of a tenant's policy or template after changing it.
+    fn forget_policy(&self, tenant: &str) {
+        self.policies.invalidate(&tenant.to_owned());
+    }
+
+    fn forget_template(&self, tenant: &str, id: &str) {
+        self.templates
+            .invalidate(&(tenant.to_owned(), id.to_owned()));
+    }
+
     /// The group-commit writers of accepted messages.
-    fn send_writer(&self) -> &Batcher<send::Accepted, store::messages::MessageRow> {
+    fn send_writer(&self) -> &Batcher<send::Accepted, send::Written> {
         self.send_writer
             .get_or_init(|| send::start_writer(self.db.clone()))
     }

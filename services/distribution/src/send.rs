@@ -8,14 +8,14 @@ use prost::Message as _;
 use sea_orm::DatabaseConnection;
 use throughline_proto::common::v1::{Channel, Priority, Purpose};
 use throughline_proto::distribution::v1::{
-    ContactPolicy, MessageStatus, Recipient, StatusReason, Template,
+    ContactPolicy, Message, MessageStatus, Recipient, StatusChange, StatusReason, Template,
 };
 use throughline_proto::event::v1::MessageStatusChanged;
 use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
 use throughline_runtime::db::write_transaction;
 use throughline_runtime::events::{Outbox, new_event};
-use throughline_runtime::time::now_us;
+use throughline_runtime::time::{now_us, timestamp};
 use tonic::Status;
 
 use crate::policy::{
@@ -127,17 +127,26 @@ impl Service {
         spec: &SendSpec,
         audience: &Audience,
         policy: &ContactPolicy,
-    ) -> Result<MessageRow, Error> {
-        if let Some(existing) = messages::by_request(self.db(), tenant, &spec.request_id).await? {
-            return Ok(existing);
-        }
-        let template = crate::store::templates::find(self.db(), tenant, &spec.template_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("templates/{}", spec.template_id)))?;
+    ) -> Result<Message, Error> {
         let now = now_us();
-        let plan = self
-            .plan(tenant, spec, audience, policy, &template, now)
-            .await?;
+        let planned = match self.template(tenant, &spec.template_id).await? {
+            Some(template) => self
+                .plan(tenant, spec, audience, policy, &template, now)
+                .await
+                .map(|plan| (plan, template)),
+            None => Err(Error::NotFound(format!("templates/{}", spec.template_id))),
+        };
+        let (plan, template) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                // A retry of a send that was accepted before (its template since deleted, say)
+                // still gets the first message.
+                return match messages::by_request(self.db(), tenant, &spec.request_id).await? {
+                    Some(existing) => self.with_history(tenant, existing).await,
+                    None => Err(error),
+                };
+            }
+        };
         let budget_holder = &audience.budget_holder;
         let row = MessageRow {
             tenant: tenant.to_owned(),
@@ -172,15 +181,35 @@ impl Service {
             counters: plan.counters,
             budget_holder: budget_holder.clone(),
         };
-        let row = self
+        let written = self
             .send_writer()
             .load(accepted)
             .await
             .map_err(|status| Error::Unavailable(status.message().to_owned()))?;
-        if row.status == MessageStatus::Queued as i32 {
-            self.wake_delivery();
+        match written.first {
+            Some(first) => {
+                if written.row.status == MessageStatus::Queued as i32 {
+                    self.wake_delivery();
+                }
+                Ok(written.row.to_proto(vec![first]))
+            }
+            // Another call with this request id came first: its message, as it is now.
+            None => self.with_history(tenant, written.row).await,
         }
-        Ok(row)
+    }
+
+    /// A message with its status history.
+    pub(crate) async fn with_history(
+        &self,
+        tenant: &str,
+        row: MessageRow,
+    ) -> Result<Message, Error> {
+        Ok(
+            messages::with_histories(self.db(), tenant, std::slice::from_ref(&row))
+                .await?
+                .pop()
+                .unwrap_or_default(),
+        )
     }
 
     /// Chooses the channel and address, enforces consent and suppressions, renders the
@@ -349,13 +378,21 @@ pub(crate) struct Accepted {
     budget_holder: String,
 }
 
+/// A message as written: `first` is its first status change when this call wrote it, `None`
+/// when another call with the same request id had.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub row: MessageRow,
+    pub first: Option<StatusChange>,
+}
+
 /// Concurrent sends' transactions: commits cost a disk flush each, so messages accepted at the
 /// same time are written by one transaction (group commit). Nothing waits for a batch to fill.
 const SEND_WRITERS: usize = 2;
 const SEND_BATCH: usize = 256;
 
 /// Starts the writers of accepted messages.
-pub(crate) fn start_writer(db: DatabaseConnection) -> Batcher<Accepted, MessageRow> {
+pub(crate) fn start_writer(db: DatabaseConnection) -> Batcher<Accepted, Written> {
     Batcher::start(SEND_WRITERS, SEND_BATCH, move |batch| {
         let db = db.clone();
         async move { write(&db, batch).await.map_err(Status::from) }
@@ -365,7 +402,7 @@ pub(crate) fn start_writer(db: DatabaseConnection) -> Batcher<Accepted, MessageR
 /// Writes a batch of accepted messages in one transaction: each is inserted unless its request
 /// id is taken (then the message that holds it is the answer), takes its contact-budget counts
 /// (or is SUPPRESSED over budget), and gets its first status and, if suppressed, its event.
-async fn write(db: &DatabaseConnection, batch: Vec<Accepted>) -> Result<Vec<MessageRow>, Error> {
+async fn write(db: &DatabaseConnection, batch: Vec<Accepted>) -> Result<Vec<Written>, Error> {
     let mut batch = batch;
     let transaction = write_transaction(db).await?;
     let inserted = messages::insert_all(
@@ -426,18 +463,27 @@ async fn write(db: &DatabaseConnection, batch: Vec<Accepted>) -> Result<Vec<Mess
     let mut answers = Vec::with_capacity(batch.len());
     for accepted in batch {
         if inserted.contains(&accepted.row.id) {
-            answers.push(accepted.row);
+            let first = StatusChange {
+                status: accepted.row.status,
+                reason: accepted.reason as i32,
+                time: Some(timestamp(accepted.row.create_us)),
+                ..StatusChange::default()
+            };
+            answers.push(Written {
+                row: accepted.row,
+                first: Some(first),
+            });
         } else {
             // A retry of a send already written (or another send of this batch holding the
             // same request id): the message that holds the id is the answer.
             let row = &accepted.row;
-            answers.push(
-                messages::by_request(db, &row.tenant, &row.request_id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Aborted("a concurrent send holds this request id".into())
-                    })?,
-            );
+            let holder = messages::by_request(db, &row.tenant, &row.request_id)
+                .await?
+                .ok_or_else(|| Error::Aborted("a concurrent send holds this request id".into()))?;
+            answers.push(Written {
+                row: holder,
+                first: None,
+            });
         }
     }
     Ok(answers)

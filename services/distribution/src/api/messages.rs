@@ -15,8 +15,8 @@ use crate::policy::may_bypass_quiet_hours;
 use crate::provider::OUTBOUND_CHANNELS;
 use crate::recipient::{self, normalise_address};
 use crate::send::{Selector, SendSpec, status_event};
+use crate::store::budget;
 use crate::store::messages::{self, Change, Filter, Update};
-use crate::store::{budget, policies};
 
 /// How far ahead a send may be scheduled.
 const MAX_NOT_BEFORE_US: i64 = 366 * 24 * 3600 * 1_000_000;
@@ -217,7 +217,7 @@ impl Api {
                 message: Some(self.with_history(tenant, existing).await?),
             });
         }
-        let policy = policies::get(service.db(), tenant).await?;
+        let policy = service.policy(tenant).await?;
         if spec.bypass_quiet_hours && !may_bypass_quiet_hours(&policy, spec.purpose) {
             return Err(Error::invalid(
                 "bypass_quiet_hours",
@@ -225,9 +225,8 @@ impl Api {
             ));
         }
         let audience = recipient::resolve(&service.peers, tenant, &spec.recipient).await?;
-        let row = service.send(tenant, &spec, &audience, &policy).await?;
         Ok(SendResponse {
-            message: Some(self.with_history(tenant, row).await?),
+            message: Some(service.send(tenant, &spec, &audience, &policy).await?),
         })
     }
 
@@ -290,7 +289,7 @@ impl Api {
         }
         Error::unless_valid(violations)?;
         let service = &self.service;
-        let policy = policies::get(service.db(), tenant).await?;
+        let policy = service.policy(tenant).await?;
         if base.bypass_quiet_hours && !may_bypass_quiet_hours(&policy, base.purpose) {
             return Err(Error::invalid(
                 "bypass_quiet_hours",
@@ -300,8 +299,7 @@ impl Api {
         let audience = recipient::resolve(&service.peers, tenant, &base.recipient).await?;
         let mut sent = Vec::with_capacity(specs.len());
         for spec in &specs {
-            let row = service.send(tenant, spec, &audience, &policy).await?;
-            sent.push(self.with_history(tenant, row).await?);
+            sent.push(service.send(tenant, spec, &audience, &policy).await?);
         }
         Ok(SendMultiResponse { messages: sent })
     }
@@ -311,12 +309,7 @@ impl Api {
         tenant: &str,
         row: messages::MessageRow,
     ) -> Result<Message, Error> {
-        Ok(
-            messages::with_histories(self.service.db(), tenant, std::slice::from_ref(&row))
-                .await?
-                .pop()
-                .unwrap_or_default(),
-        )
+        self.service.with_history(tenant, row).await
     }
 
     pub(super) async fn get_message(

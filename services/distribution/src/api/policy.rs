@@ -328,7 +328,9 @@ impl Api {
             }
         }
         Error::unless_valid(violations)?;
-        if !policies::put(db, tenant, &policy, revision).await? {
+        let stored = policies::put(db, tenant, &policy, revision).await?;
+        self.service.forget_policy(tenant);
+        if !stored {
             return Err(Error::Aborted(
                 "the contact policy changed concurrently; read it again".to_owned(),
             ));
@@ -345,7 +347,7 @@ impl Api {
     ) -> Result<GetContactBudgetUsageResponse, Error> {
         resource_id(&request.profile, "profiles", "profile")?;
         let db = self.service.db();
-        let policy = policies::get(db, tenant).await?;
+        let policy = self.service.policy(tenant).await?;
         let recipient = Recipient {
             recipient: Some(
                 throughline_proto::distribution::v1::recipient::Recipient::Profile(

@@ -266,7 +266,9 @@ impl Api {
         }
         template::validate(&updated, &self.service.options.templates)?;
         // Guarded by the revision read above: a concurrent update makes this one stale.
-        match store::update(db, tenant, id, revision, &updated, now_us()).await? {
+        let stored = store::update(db, tenant, id, revision, &updated, now_us()).await?;
+        self.service.forget_template(tenant, id);
+        match stored {
             Some(template) => Ok(UpdateTemplateResponse {
                 template: Some(Template {
                     create_time,
@@ -295,7 +297,9 @@ impl Api {
             }
             Some(current.etag.parse().map_err(Error::internal)?)
         };
-        if store::delete(db, tenant, id, revision).await? {
+        let deleted = store::delete(db, tenant, id, revision).await?;
+        self.service.forget_template(tenant, id);
+        if deleted {
             return Ok(DeleteTemplateResponse {});
         }
         match revision {
