@@ -415,50 +415,74 @@ pub(crate) struct Update {
     pub changes: Vec<Change>,
 }
 
-/// Applies updates to messages (releasing their leases) and appends their history. An update
-/// applies only while the message still holds the lease it was read with, so a worker whose
-/// lease ran out (and whose message another worker took) changes nothing. Returns how many
-/// applied.
+/// Applies updates to messages (releasing their leases) and appends their history, in one
+/// statement for the messages and one for the history. An update applies only while the
+/// message still holds the lease it was read with, so a worker whose lease ran out (and whose
+/// message another worker took) changes nothing. Returns, for each update, whether it applied.
 pub(crate) async fn apply<C: ConnectionTrait>(
     db: &C,
     updates: &[(&MessageRow, Update)],
 ) -> Result<Vec<bool>, Error> {
-    let now = throughline_runtime::time::now_us();
-    let mut applied = Vec::with_capacity(updates.len());
-    let mut done = Vec::with_capacity(updates.len());
-    for (row, update) in updates {
-        let mut sql = Sql::new(db.get_database_backend());
-        sql.push(&format!("UPDATE {MESSAGES} SET status = "))
-            .bind(update.status)
-            .push(", provider = ")
-            .bind(update.provider.as_str())
-            .push(", provider_message_id = ")
-            .bind(update.provider_message_id.as_str())
-            .push(", attempt_count = ")
-            .bind(update.attempt_count)
-            .push(", next_attempt_us = ")
-            .bind(update.next_attempt_us)
-            .push(", lease_until_us = 0, history_len = history_len + ")
-            .bind(i32::try_from(update.changes.len()).unwrap_or(0))
-            .push(", update_us = ")
-            .bind(now)
-            .push(" WHERE tenant = ")
-            .bind(row.tenant.as_str())
-            .push(" AND id = ")
-            .bind(row.id.as_str())
-            .push(" AND lease_until_us = ")
-            .bind(row.lease_until_us);
-        let ok = db.execute_raw(sql.statement()).await?.rows_affected() == 1;
-        done.push(ok);
-        if ok {
-            applied.push((
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(db.get_database_backend());
+    // One syntax for both databases: a VALUES list named by a CTE, joined by UPDATE … FROM.
+    sql.push(
+        "WITH v (tenant, id, lease, status, provider, provider_message_id, attempt_count, \
+         next_attempt_us, added) AS (VALUES ",
+    );
+    for (index, (row, update)) in updates.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind_list::<sea_orm::Value>([
+            row.tenant.clone().into(),
+            row.id.clone().into(),
+            row.lease_until_us.into(),
+            update.status.into(),
+            update.provider.clone().into(),
+            update.provider_message_id.clone().into(),
+            update.attempt_count.into(),
+            update.next_attempt_us.into(),
+            i32::try_from(update.changes.len()).unwrap_or(0).into(),
+        ]);
+    }
+    sql.push(&format!(
+        ") UPDATE {MESSAGES} SET status = v.status, provider = v.provider, \
+         provider_message_id = v.provider_message_id, attempt_count = v.attempt_count, \
+         next_attempt_us = v.next_attempt_us, lease_until_us = 0, \
+         history_len = {MESSAGES}.history_len + v.added, update_us = "
+    ))
+    .bind(throughline_runtime::time::now_us())
+    .push(&format!(
+        " FROM v WHERE {MESSAGES}.tenant = v.tenant AND {MESSAGES}.id = v.id \
+         AND {MESSAGES}.lease_until_us = v.lease RETURNING {MESSAGES}.tenant, {MESSAGES}.id"
+    ));
+    let mut updated = HashSet::with_capacity(updates.len());
+    for row in db.query_all_raw(sql.statement()).await? {
+        updated.insert((
+            row.try_get_by_index::<String>(0)?,
+            row.try_get_by_index::<String>(1)?,
+        ));
+    }
+    let done: Vec<bool> = updates
+        .iter()
+        .map(|(row, _)| updated.contains(&(row.tenant.clone(), row.id.clone())))
+        .collect();
+    let applied: Vec<(&str, &str, i32, &[Change])> = updates
+        .iter()
+        .zip(&done)
+        .filter(|(_, done)| **done)
+        .map(|((row, update), _)| {
+            (
                 row.tenant.as_str(),
                 row.id.as_str(),
                 row.history_len,
                 update.changes.as_slice(),
-            ));
-        }
-    }
+            )
+        })
+        .collect();
     append_history(db, &applied).await?;
     Ok(done)
 }
