@@ -58,6 +58,44 @@ pub(crate) fn is_tenant(tenant: &str) -> bool {
     (1..=128).contains(&tenant.len()) && !tenant.chars().any(|c| c.is_control() || c == '/')
 }
 
+/// The fields an update request's `update_mask` names; `*` names every updatable field.
+pub(crate) struct UpdateMask(Vec<String>);
+
+impl UpdateMask {
+    /// Checks `mask` against the fields that can be updated: it is required, and every path
+    /// must be one of them (violations name `update_mask.paths[i]`).
+    pub(crate) fn parse(
+        mask: Option<prost_types::FieldMask>,
+        updatable: &[&str],
+    ) -> Result<Self, Error> {
+        let paths = mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "update_mask",
+                "is required: the fields to update",
+            ));
+        }
+        let violations = paths
+            .iter()
+            .enumerate()
+            .filter(|(_, path)| *path != "*" && !updatable.contains(&path.as_str()))
+            .map(|(index, _)| {
+                throughline_runtime::FieldViolation::new(
+                    format!("update_mask.paths[{index}]"),
+                    format!("not updatable; updatable: {}", updatable.join(", ")),
+                )
+            })
+            .collect();
+        Error::unless_valid(violations)?;
+        Ok(Self(paths))
+    }
+
+    /// Whether the mask names `field`.
+    pub(crate) fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|path| path == "*" || path == field)
+    }
+}
+
 /// Default 20, at most 1000 (larger sizes are reduced, as AIP-158 allows).
 pub(crate) fn page_size(value: i32) -> Result<usize, Error> {
     match value {

@@ -9,7 +9,7 @@ use throughline_runtime::json::struct_to_json;
 use throughline_runtime::time::now_us;
 use throughline_runtime::{Error, FieldViolation};
 
-use super::{Api, is_resource_id, page_size, resource_id};
+use super::{Api, UpdateMask, is_resource_id, page_size, resource_id};
 use crate::store::templates::{self as store, template_name};
 use crate::template;
 
@@ -216,31 +216,8 @@ impl Api {
             return Err(Error::invalid("template", "is required"));
         };
         let id = resource_id(&changes.name, "templates", "template.name")?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "is required: the fields to update",
-            ));
-        }
-        let unknown: Vec<FieldViolation> = paths
-            .iter()
-            .enumerate()
-            .filter(|(_, path)| *path != "*" && !UPDATABLE.contains(&path.as_str()))
-            .map(|(index, _)| {
-                FieldViolation::new(
-                    format!("update_mask.paths[{index}]"),
-                    "not updatable: display_name, description, variants or sample_variables",
-                )
-            })
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::InvalidArgument(unknown));
-        }
-        let masked = |field: &str| paths.iter().any(|path| path == "*" || path == field);
+        let mask = UpdateMask::parse(request.update_mask, &UPDATABLE)?;
+        let masked = |field: &str| mask.has(field);
 
         let db = &self.service.db;
         let Some(current) = store::find(db, tenant, id).await? else {

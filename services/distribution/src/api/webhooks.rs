@@ -6,7 +6,7 @@ use throughline_runtime::idempotency::Key;
 use throughline_runtime::time::PageToken;
 use throughline_runtime::{Error, FieldViolation};
 
-use super::{Api, is_resource_id, page_size, resource_id};
+use super::{Api, UpdateMask, is_resource_id, page_size, resource_id};
 use crate::webhooks::store::{self, SubscriptionRow, subscription_name};
 use crate::webhooks::{guard, is_event_type};
 
@@ -223,31 +223,8 @@ impl Api {
             return Err(Error::invalid("webhook_subscription", "is required"));
         };
         let id = resource_id(&changes.name, COLLECTION, "webhook_subscription.name")?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(Error::invalid(
-                "update_mask",
-                "is required: the fields to update",
-            ));
-        }
-        let unknown: Vec<FieldViolation> = paths
-            .iter()
-            .enumerate()
-            .filter(|(_, path)| *path != "*" && !UPDATABLE.contains(&path.as_str()))
-            .map(|(index, _)| {
-                FieldViolation::new(
-                    format!("update_mask.paths[{index}]"),
-                    "not updatable: display_name, url, event_types, signing_secret or enabled",
-                )
-            })
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::InvalidArgument(unknown));
-        }
-        let masked = |field: &str| paths.iter().any(|path| path == "*" || path == field);
+        let mask = UpdateMask::parse(request.update_mask, &UPDATABLE)?;
+        let masked = |field: &str| mask.has(field);
 
         let db = &self.service.db;
         let Some(current) = store::find(db, tenant, id).await? else {
