@@ -125,6 +125,12 @@ impl Service {
             tracing::error!(%error, "distribution: invalid providers; none will deliver");
             Vec::new()
         });
+        if options.providers.is_empty() {
+            tracing::warn!(
+                "distribution: no providers configured; messages are logged, not delivered \
+                 (set [distribution.providers.<name>])"
+            );
+        }
         let delivery = Arc::new(Delivery::new(options.delivery.clone(), providers));
         Self {
             db,
