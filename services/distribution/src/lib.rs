@@ -3,10 +3,15 @@
 //! - [`template`]: templates per channel and locale, checked for their channel and rendered
 //!   with minijinja.
 //! - `send`: a `Send` is resolved (profile, channel, address), enforced (consent,
-//!   suppressions, quiet hours, one contact budget across every source) and queued, all in
-//!   one transaction with its status history and events.
+//!   suppressions, quiet hours, one contact budget across every source) and queued with its
+//!   status history and events; concurrent sends share one transaction (group commit).
 //! - `delivery`: workers claim due messages with leases and hand them to [`provider`]s with
 //!   rate limits, retries, failover and dead letters.
+//! - `inbound` and `inbound_http`: receipts and replies (two-way, STOP), by RPC or a signed
+//!   HTTP endpoint.
+//! - `webhooks`: every service's events delivered to CRM subscriptions as signed CloudEvents.
+//!
+//! See docs/distribution.md.
 
 mod api;
 mod backoff;
