@@ -138,14 +138,7 @@ impl Service {
         };
         let (plan, template) = match planned {
             Ok(planned) => planned,
-            Err(error) => {
-                // A retry of a send that was accepted before (its template since deleted, say)
-                // still gets the first message.
-                return match messages::by_request(self.db(), tenant, &spec.request_id).await? {
-                    Some(existing) => self.with_history(tenant, existing).await,
-                    None => Err(error),
-                };
-            }
+            Err(error) => return self.first_message_or(tenant, &spec.request_id, error).await,
         };
         let budget_holder = &audience.budget_holder;
         let row = MessageRow {
@@ -195,6 +188,21 @@ impl Service {
             }
             // Another call with this request id came first: its message, as it is now.
             None => self.with_history(tenant, written.row).await,
+        }
+    }
+
+    /// The message a send with `request_id` made before, or `error` when there is none: a
+    /// retry of an accepted send gets its first message even when the send could no longer be
+    /// made (its template deleted, the profile service down).
+    pub(crate) async fn first_message_or(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        error: Error,
+    ) -> Result<Message, Error> {
+        match messages::by_request(self.db(), tenant, request_id).await? {
+            Some(existing) => self.with_history(tenant, existing).await,
+            None => Err(error),
         }
     }
 

@@ -120,6 +120,17 @@ fn common_spec(common: &Common<'_>, violations: &mut Vec<FieldViolation>) -> Sen
     }
 }
 
+/// `bypass_quiet_hours` is only for the purposes the contact policy lets bypass them.
+fn check_bypass(policy: &ContactPolicy, spec: &SendSpec) -> Result<(), Error> {
+    if spec.bypass_quiet_hours && !may_bypass_quiet_hours(policy, spec.purpose) {
+        return Err(Error::invalid(
+            "bypass_quiet_hours",
+            "the contact policy does not let this purpose bypass quiet hours",
+        ));
+    }
+    Ok(())
+}
+
 fn template_id(name: &str, field: &str, violations: &mut Vec<FieldViolation>) -> String {
     match resource_id(name, "templates", field) {
         Ok(id) => id.to_owned(),
@@ -211,22 +222,24 @@ impl Api {
         };
         Error::unless_valid(violations)?;
         let service = &self.service;
-        if let Some(existing) = messages::by_request(service.db(), tenant, &spec.request_id).await?
-        {
-            return Ok(SendResponse {
-                message: Some(self.with_history(tenant, existing).await?),
-            });
-        }
-        let policy = service.policy(tenant).await?;
-        if spec.bypass_quiet_hours && !may_bypass_quiet_hours(&policy, spec.purpose) {
-            return Err(Error::invalid(
-                "bypass_quiet_hours",
-                "the contact policy does not let this purpose bypass quiet hours",
-            ));
-        }
-        let audience = recipient::resolve(&service.peers, tenant, &spec.recipient).await?;
+        // Repeats are resolved where messages are written; only a send that can no longer be
+        // made looks for the first message of its request id.
+        let prepared = async {
+            let policy = service.policy(tenant).await?;
+            check_bypass(&policy, &spec)?;
+            let audience = recipient::resolve(&service.peers, tenant, &spec.recipient).await?;
+            Ok::<_, Error>((policy, audience))
+        };
+        let message = match prepared.await {
+            Ok((policy, audience)) => service.send(tenant, &spec, &audience, &policy).await?,
+            Err(error) => {
+                service
+                    .first_message_or(tenant, &spec.request_id, error)
+                    .await?
+            }
+        };
         Ok(SendResponse {
-            message: Some(service.send(tenant, &spec, &audience, &policy).await?),
+            message: Some(message),
         })
     }
 
@@ -290,12 +303,7 @@ impl Api {
         Error::unless_valid(violations)?;
         let service = &self.service;
         let policy = service.policy(tenant).await?;
-        if base.bypass_quiet_hours && !may_bypass_quiet_hours(&policy, base.purpose) {
-            return Err(Error::invalid(
-                "bypass_quiet_hours",
-                "the contact policy does not let this purpose bypass quiet hours",
-            ));
-        }
+        check_bypass(&policy, &base)?;
         let audience = recipient::resolve(&service.peers, tenant, &base.recipient).await?;
         let mut sent = Vec::with_capacity(specs.len());
         for spec in &specs {
