@@ -671,3 +671,117 @@ on_both_databases!(
         suite.stop().await;
     }
 );
+
+on_both_databases!(
+    suppressions_and_policy_refuse_bad_input_and_other_tenants,
+    |test_db: TestDatabase| async move {
+        let suite = start(&test_db).await;
+        let (mut acme, _) = clients(&suite, "acme").await;
+        let (mut globex, _) = clients(&suite, "globex").await;
+        let bad = acme
+            .add_suppression(AddSuppressionRequest {
+                suppression: Some(Suppression {
+                    address: Some(Address {
+                        address: Some(address::Address::Phone("0612".into())),
+                    }),
+                    channel: 99,
+                    ..Suppression::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        let mut fields = violations(&bad);
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "suppression.address.phone",
+                "suppression.channel",
+                "suppression.reason"
+            ]
+        );
+        let added = acme
+            .add_suppression(AddSuppressionRequest {
+                suppression: Some(Suppression {
+                    address: Some(Address {
+                        address: Some(address::Address::Email("ada@example.com".into())),
+                    }),
+                    reason: SuppressionReason::Manual as i32,
+                    ..Suppression::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .suppression
+            .unwrap();
+        // Another tenant neither sees nor removes it.
+        let listed = globex
+            .list_suppressions(ListSuppressionsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .suppressions;
+        assert!(listed.is_empty());
+        let status = globex
+            .remove_suppression(RemoveSuppressionRequest {
+                name: added.name.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+
+        // Nor cancels another tenant's message.
+        welcome_template(&mut acme).await;
+        let mut later = send_request(
+            to_email("grace@example.com"),
+            on(Channel::Email),
+            Purpose::Service,
+            "later",
+        );
+        later.not_before_time = Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        });
+        let message = send(&mut acme, later).await;
+        let status = globex
+            .cancel_message(CancelMessageRequest {
+                name: message.name.clone(),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+
+        let bad_policy = acme
+            .update_contact_policy(UpdateContactPolicyRequest {
+                contact_policy: Some(ContactPolicy {
+                    default_budget: Some(ContactBudget {
+                        limits: vec![ContactLimit {
+                            max_contacts: -1,
+                            ..ContactLimit::default()
+                        }],
+                    }),
+                    ..ContactPolicy::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["default_budget".into(), "colour".into()],
+                }),
+            })
+            .await
+            .unwrap_err();
+        let mut fields = violations(&bad_policy);
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "contact_policy.default_budget.limits[0].max_contacts",
+                "contact_policy.default_budget.limits[0].period",
+                "update_mask"
+            ]
+        );
+        suite.stop().await;
+    }
+);
