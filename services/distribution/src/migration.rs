@@ -1,7 +1,9 @@
 //! The distribution service's migrations; its tables start with `distribution_`.
 
 use sea_orm_migration::prelude::*;
-use throughline_runtime::migration::columns::{bigint, blob, column, integer, text};
+use throughline_runtime::migration::columns::{
+    bigint, blob, integer, nullable_bigint, primary_key, text,
+};
 
 mod m0006_webhooks;
 
@@ -34,18 +36,6 @@ impl MigrationName for M0005Messages {
     fn name(&self) -> &str {
         "m0005_messages"
     }
-}
-
-pub(crate) fn nullable_bigint(name: &str) -> ColumnDef {
-    column(name).big_integer().null().to_owned()
-}
-
-pub(crate) fn primary_key(columns: &[&str]) -> IndexCreateStatement {
-    let mut index = Index::create();
-    for name in columns {
-        index.col(Alias::new(*name));
-    }
-    index.to_owned()
 }
 
 /// Indexes written out, for descending keys and partial indexes on both databases.

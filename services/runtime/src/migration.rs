@@ -280,7 +280,7 @@ impl MigrationTrait for SharedMigration {
 /// Column definitions the services' own migrations are written with: NOT NULL, in the types
 /// that behave alike on SQLite and PostgreSQL.
 pub mod columns {
-    use sea_orm_migration::prelude::{Alias, ColumnDef};
+    use sea_orm_migration::prelude::{Alias, ColumnDef, Index, IndexCreateStatement};
 
     /// A column of `name`, its type and nullability still to be said.
     pub fn column(name: &str) -> ColumnDef {
@@ -301,5 +301,23 @@ pub mod columns {
 
     pub fn blob(name: &str) -> ColumnDef {
         column(name).binary().not_null().to_owned()
+    }
+
+    pub fn double(name: &str) -> ColumnDef {
+        column(name).double().not_null().to_owned()
+    }
+
+    /// A time that may be absent (a message not yet due, a follow-up not yet resolved).
+    pub fn nullable_bigint(name: &str) -> ColumnDef {
+        column(name).big_integer().null().to_owned()
+    }
+
+    /// The primary key over `columns`, for `Table::create().primary_key(..)`.
+    pub fn primary_key(columns: &[&str]) -> IndexCreateStatement {
+        let mut index = Index::create();
+        for name in columns {
+            index.col(Alias::new(*name));
+        }
+        index.to_owned()
     }
 }

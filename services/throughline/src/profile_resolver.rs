@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt, stream};
-use throughline_interaction::customer::{CustomerKey, CustomerResolver, StoreAsGiven, Unavailable};
+use throughline_interaction::customer::{
+    CustomerKey, CustomerResolver, ResolveProfiles, StoreAsGiven, Unavailable,
+};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::interaction::v1::ProfileSummary;
 use throughline_proto::profile::v1::profile_service_client::ProfileServiceClient;
@@ -34,7 +36,7 @@ impl ProfileResolver {
     }
 }
 
-impl CustomerResolver for ProfileResolver {
+impl ResolveProfiles for ProfileResolver {
     fn resolve<'a>(
         &'a self,
         tenant: &'a str,
@@ -57,7 +59,9 @@ impl CustomerResolver for ProfileResolver {
                 .await
         })
     }
+}
 
+impl CustomerResolver for ProfileResolver {
     fn summary<'a>(
         &'a self,
         tenant: &'a str,

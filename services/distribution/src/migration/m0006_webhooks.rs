@@ -1,9 +1,9 @@
 //! Webhook subscriptions and their deliveries.
 
 use sea_orm_migration::prelude::*;
-use throughline_runtime::migration::columns::{bigint, blob, integer, text};
-
-use super::{nullable_bigint, primary_key};
+use throughline_runtime::migration::columns::{
+    bigint, blob, integer, nullable_bigint, primary_key, text,
+};
 
 pub(crate) struct M0006Webhooks;
 

@@ -8,11 +8,11 @@ mod threads;
 use std::pin::Pin;
 
 use futures::Stream;
-use throughline_proto::common::v1::{Channel, CustomerRef};
+use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::interaction::v1::interaction_service_server::InteractionService;
 use throughline_proto::interaction::v1::*;
+use throughline_runtime::Error;
 use throughline_runtime::auth::principal;
-use throughline_runtime::{Error, FieldViolation};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::Service;
@@ -62,36 +62,7 @@ fn resource_id<'a>(name: &'a str, collection: &str, field: &str) -> Result<&'a s
         .ok_or_else(|| Error::invalid(field, format!("must be {collection}/{{id}}")))
 }
 
-/// Channels of a filter: each must be a known channel.
-fn channels(values: &[i32], field: &str) -> Result<Vec<i32>, Error> {
-    let violations: Vec<FieldViolation> = values
-        .iter()
-        .enumerate()
-        .filter(
-            |(_, value)| !matches!(Channel::try_from(**value), Ok(c) if c != Channel::Unspecified),
-        )
-        .map(|(index, value)| {
-            FieldViolation::new(
-                format!("{field}[{index}]"),
-                format!("unknown channel {value}"),
-            )
-        })
-        .collect();
-    if violations.is_empty() {
-        Ok(values.to_vec())
-    } else {
-        Err(Error::InvalidArgument(violations))
-    }
-}
-
-/// Default 20, at most 1000 (larger sizes are reduced, as AIP-158 allows).
-fn page_size(value: i32) -> Result<usize, Error> {
-    match value {
-        0 => Ok(20),
-        size if size < 0 => Err(Error::invalid("page_size", "must not be negative")),
-        size => Ok(usize::try_from(size.min(1000)).unwrap_or(1000)),
-    }
-}
+use throughline_runtime::request::{channels, page_size};
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<RecordInteractionsResponse, Status>> + Send>>;
 
