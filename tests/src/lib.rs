@@ -44,3 +44,14 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// The fields an INVALID_ARGUMENT names, asserting that it is one.
+pub fn violations(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}

@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, KeyInit, Mac};
 use prost_types::FieldMask;
 use sha2::Sha256;
-use throughline_harness::{Authenticated, TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{
+    Authenticated, TestDatabase, TestSuite, on_both_databases, token, violations,
+};
 use throughline_proto::common::v1::{Channel, ChannelSelector, Purpose, channel_selector};
 use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::template_variant::Content;
@@ -324,15 +326,6 @@ fn verify_signature(received: &Received) {
         (now - sent).abs() <= 60,
         "timestamp {sent} is not recent ({now})"
     );
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 on_both_databases!(

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 use prost_types::Timestamp;
 use sea_orm::{ConnectionTrait, Statement};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token, violations};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction, Identifier, IdentifierType};
 use throughline_proto::event::v1::{InteractionRecorded, SubscribeRequest, subscribe_response};
@@ -60,15 +60,6 @@ fn item(
             ..Interaction::default()
         }),
     }
-}
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
 }
 
 async fn count(test_db: &TestDatabase, sql: &str) -> i64 {

@@ -1,15 +1,33 @@
-//! Voice-of-customer feedback service: surveys, invitations, responses, metrics with confidence, sentiment and closed-loop follow-up.
+//! Voice-of-customer feedback service: surveys, invitations within the fatigue rule and the
+//! contact budget, idempotent responses, metrics with confidence, sentiment and themes of free
+//! text, and closed-loop follow-up of detractors.
 //!
-//! The contract (`throughline.feedback.v1.FeedbackService`) is served from the start; until the
-//! service's own issue lands every RPC answers UNIMPLEMENTED through the generated default
-//! stubs, and the crate already owns its configuration section and migrations.
+//! - `survey`: survey definitions, checked when saved and published; `answers`: answers
+//!   checked against the version they answer.
+//! - `api`: one module per group of RPCs; `store`: one module per table group.
+//! - `metrics`: NPS, CSAT and CES with confidence intervals, trends, breakdowns and drivers.
+//! - [`text`]: sentiment of free-text answers and recurring themes.
+//! - `events`: the profile service's identity and segment events, applied to what the service
+//!   holds.
+//!
+//! See docs/feedback.md.
 
 mod api;
 mod migration;
+mod store;
+pub mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
+use throughline_runtime::config::Validate;
+use throughline_runtime::customer::{ResolveProfiles, StoreAsGiven};
+use throughline_runtime::events::Outbox;
+use throughline_runtime::idempotency::Idempotency;
+use throughline_runtime::peers::Peers;
 
 pub use migration::Migrator;
 
@@ -17,15 +35,58 @@ pub use migration::Migrator;
 pub const NAME: &str = "feedback";
 
 /// `[feedback]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// A database of its own for this service; the shared `[database]` when unset.
-    #[serde(
-        default,
-        deserialize_with = "throughline_runtime::config::empty_as_none"
-    )]
+    #[serde(deserialize_with = "throughline_runtime::config::empty_as_none")]
     pub database_url: Option<String>,
+    /// No more than one invitation per customer per this interval, across all surveys; a
+    /// survey's `fatigue_interval` replaces it. Zero disables the rule.
+    #[serde(with = "humantime_serde")]
+    pub fatigue_interval: Duration,
+    /// How long an invitation stays open when its survey does not say.
+    #[serde(with = "humantime_serde")]
+    pub invitation_ttl: Duration,
+    /// Survey URLs are this followed by the invitation's token.
+    pub survey_base_url: String,
+    /// Groups with fewer responses are flagged `small_sample` when the request does not say.
+    pub min_sample_size: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            fatigue_interval: Duration::from_secs(30 * 24 * 3600),
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+            survey_base_url: "http://localhost:8080/s/".to_owned(),
+            min_sample_size: 30,
+        }
+    }
+}
+
+impl Validate for Options {
+    fn validate(&self, prefix: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.invitation_ttl.is_zero() {
+            problems.push(format!(
+                "{prefix}.invitation_ttl: must be longer than zero, for example \"7days\""
+            ));
+        }
+        if !self.survey_base_url.starts_with("https://")
+            && !self.survey_base_url.starts_with("http://")
+        {
+            problems.push(format!(
+                "{prefix}.survey_base_url: must be an http(s) URL, for example \
+                 \"https://surveys.example.com/s/\""
+            ));
+        }
+        if self.min_sample_size == 0 {
+            problems.push(format!("{prefix}.min_sample_size: must be at least 1"));
+        }
+        problems
+    }
 }
 
 /// The running service: what its handlers share.
@@ -33,11 +94,37 @@ pub struct Options {
 pub struct Service {
     db: DatabaseConnection,
     options: Options,
+    idempotency: Idempotency,
+    outbox: Outbox,
+    peers: Peers,
+    resolver: Arc<dyn ResolveProfiles>,
+    sentiment: Arc<dyn text::SentimentAnalyser>,
 }
 
 impl Service {
+    /// The service on its own: customers stored as given, invitations not sent by message.
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
-        Self { db, options }
+        Self {
+            db,
+            options,
+            idempotency: Idempotency::new(NAME),
+            outbox: Outbox::new(NAME),
+            peers: Peers::default(),
+            resolver: Arc::new(StoreAsGiven),
+            sentiment: Arc::new(text::Vader::default()),
+        }
+    }
+
+    /// Sends invitations through the distribution service among `peers`.
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Resolves customers named by an identifier to their profile.
+    pub fn with_resolver(mut self, resolver: Arc<dyn ResolveProfiles>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// The tonic server to add to the process's gRPC server.

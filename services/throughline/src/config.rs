@@ -111,6 +111,7 @@ impl Config {
         problems.extend(self.events.validate("events"));
         problems.extend(self.auth.validate("auth"));
         problems.extend(self.endpoints.validate("endpoints"));
+        problems.extend(self.feedback.validate("feedback"));
         problems.extend(self.distribution.validate("distribution"));
         config::check(problems)
     }

@@ -45,12 +45,4 @@ pub async fn wait_for(client: &mut Client, name: &str, status: MessageStatus) ->
     panic!("{name} never reached {status:?}: {last:?}");
 }
 
-/// The fields an INVALID_ARGUMENT names.
-pub fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
+pub use throughline_harness::violations;

@@ -78,15 +78,7 @@ pub fn contact(
     request
 }
 
-/// The fields an INVALID_ARGUMENT names.
-pub fn violations(status: &tonic::Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
+pub use throughline_harness::violations;
 
 /// The interaction service's own database connection.
 pub async fn database(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {

@@ -1,0 +1,138 @@
+//! What the feedback tests share: clients, a survey with a question of every type, and
+//! creating and publishing surveys through the API.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use throughline_harness::{Authenticated, TestSuite, token};
+pub use throughline_harness::violations;
+use throughline_proto::common::v1::CustomerRef;
+use throughline_proto::common::v1::customer_ref::Customer;
+use throughline_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use throughline_proto::feedback::v1::*;
+
+pub type Client = FeedbackServiceClient<Authenticated>;
+
+/// A client of `tenant` with both feedback scopes.
+pub async fn client(suite: &TestSuite, tenant: &str) -> Client {
+    suite
+        .clients(&token(tenant, &["feedback:read", "feedback:write"]))
+        .await
+        .feedback
+}
+
+pub fn text(value: &str) -> LocalizedText {
+    LocalizedText {
+        text: value.into(),
+        translations: HashMap::new(),
+    }
+}
+
+pub fn question(id: &str, r#type: QuestionType, required: bool) -> Question {
+    Question {
+        id: id.into(),
+        r#type: r#type as i32,
+        text: Some(text(&format!("Question {id}?"))),
+        required,
+        ..Question::default()
+    }
+}
+
+/// A survey asking NPS (required), CSAT, CES, a free-text reason and a single choice.
+pub fn survey(display_name: &str) -> Survey {
+    let mut choice = question("topic", QuestionType::SingleChoice, false);
+    choice.choices = ["billing", "delivery", "support"]
+        .into_iter()
+        .map(|id| Choice {
+            id: id.into(),
+            label: Some(text(id)),
+        })
+        .collect();
+    Survey {
+        display_name: display_name.into(),
+        default_language: "en".into(),
+        questions: vec![
+            question("nps", QuestionType::Nps, true),
+            question("csat", QuestionType::Csat, false),
+            question("ces", QuestionType::Ces, false),
+            question("reason", QuestionType::FreeText, false),
+            choice,
+        ],
+        ..Survey::default()
+    }
+}
+
+/// Creates `survey` as `surveys/{id}` and publishes it; returns the published survey.
+pub async fn publish(client: &mut Client, id: &str, survey: Survey) -> Survey {
+    client
+        .create_survey(CreateSurveyRequest {
+            survey: Some(survey),
+            survey_id: id.into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    client
+        .publish_survey(PublishSurveyRequest {
+            name: format!("surveys/{id}"),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap()
+}
+
+pub fn profile(id: &str) -> CustomerRef {
+    CustomerRef {
+        customer: Some(Customer::Profile(format!("profiles/{id}"))),
+    }
+}
+
+pub fn score(question_id: &str, value: i32) -> Answer {
+    Answer {
+        question_id: question_id.into(),
+        value: Some(answer::Value::Score(value)),
+        sentiment: None,
+    }
+}
+
+pub fn free_text(question_id: &str, value: &str) -> Answer {
+    Answer {
+        question_id: question_id.into(),
+        value: Some(answer::Value::Text(value.into())),
+        sentiment: None,
+    }
+}
+
+/// An uninvited response of `customer` to `survey` (`surveys/{id}`) about `context`.
+pub fn uninvited(
+    survey: &str,
+    customer: CustomerRef,
+    context: FeedbackContext,
+    answers: Vec<Answer>,
+) -> Response {
+    Response {
+        survey: survey.into(),
+        customer: Some(customer),
+        context: Some(context),
+        answers,
+        ..Response::default()
+    }
+}
+
+/// Submits `response` under `request_id`.
+pub async fn submit(
+    client: &mut Client,
+    response: Response,
+    request_id: &str,
+) -> Result<Response, tonic::Status> {
+    client
+        .submit_response(SubmitResponseRequest {
+            response: Some(response),
+            request_id: request_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner().response.unwrap())
+}
