@@ -13,6 +13,7 @@
 //! See docs/feedback.md.
 
 mod api;
+mod filter;
 mod migration;
 mod store;
 pub mod text;
