@@ -20,7 +20,6 @@ mod delivery;
 mod inbound;
 mod inbound_http;
 mod migration;
-mod peer;
 mod policy;
 pub mod provider;
 mod recipient;
