@@ -91,7 +91,11 @@ on_both_databases!(
 
         let feedback_db = database(&db).await;
         let responded = events(&feedback_db, "acme", "feedback.responded").await;
-        assert_eq!(responded.len(), 2, "one event per response, none for the retry");
+        assert_eq!(
+            responded.len(),
+            2,
+            "one event per response, none for the retry"
+        );
         let payload =
             FeedbackResponded::decode(responded[0].data.as_ref().unwrap().value.as_slice())
                 .unwrap();
@@ -110,7 +114,11 @@ on_both_databases!(
         publish(&mut client, "post-call", survey("Post-call")).await;
         let invitation = invite(&mut client, "surveys/post-call", profile("ada"), "i-1").await;
         assert_eq!(invitation.state, InvitationState::Pending as i32);
-        assert!(invitation.survey_url.ends_with(invitation.name.trim_start_matches("invitations/")));
+        assert!(
+            invitation
+                .survey_url
+                .ends_with(invitation.name.trim_start_matches("invitations/"))
+        );
 
         let partial = answer(&mut client, &invitation.name, vec![score("csat", 4)], "a-1")
             .await
@@ -163,9 +171,15 @@ on_both_databases!(
             .collect();
         assert_eq!(
             values,
-            [("nps", Some(Value::Score(9))), ("csat", Some(Value::Score(5)))]
+            [
+                ("nps", Some(Value::Score(9))),
+                ("csat", Some(Value::Score(5)))
+            ]
         );
-        assert_eq!(state(&mut client).await.state, InvitationState::Answered as i32);
+        assert_eq!(
+            state(&mut client).await.state,
+            InvitationState::Answered as i32
+        );
 
         let again = answer(&mut client, &invitation.name, vec![score("ces", 2)], "a-3")
             .await
@@ -214,11 +228,20 @@ on_both_databases!(
         let status = submit(&mut client, no_customer, "bad-2").await.unwrap_err();
         assert_eq!(
             violations(&status),
-            ["response.response_channel", "response.answers", "response.customer"]
+            [
+                "response.response_channel",
+                "response.answers",
+                "response.customer"
+            ]
         );
         let status = submit(
             &mut client,
-            uninvited("surveys/post-call", profile("ada"), call_centre(), vec![score("nps", 1)]),
+            uninvited(
+                "surveys/post-call",
+                profile("ada"),
+                call_centre(),
+                vec![score("nps", 1)],
+            ),
             "",
         )
         .await
@@ -227,7 +250,12 @@ on_both_databases!(
         // A response to a survey that does not exist.
         let status = submit(
             &mut client,
-            uninvited("surveys/nope", profile("ada"), call_centre(), vec![score("nps", 1)]),
+            uninvited(
+                "surveys/nope",
+                profile("ada"),
+                call_centre(),
+                vec![score("nps", 1)],
+            ),
             "bad-3",
         )
         .await
@@ -264,7 +292,10 @@ on_both_databases!(
                 "surveys/post-call",
                 profile("ada"),
                 call_centre(),
-                vec![score("nps", 3), free_text("reason", "I waited forty minutes, awful.")],
+                vec![
+                    score("nps", 3),
+                    free_text("reason", "I waited forty minutes, awful."),
+                ],
             ),
             "d-1",
         )
@@ -294,7 +325,12 @@ on_both_databases!(
         // A passive answer opens none.
         let passive = submit(
             &mut client,
-            uninvited("surveys/post-call", profile("bo"), call_centre(), vec![score("nps", 8)]),
+            uninvited(
+                "surveys/post-call",
+                profile("bo"),
+                call_centre(),
+                vec![score("nps", 8)],
+            ),
             "d-2",
         )
         .await
@@ -339,7 +375,10 @@ on_both_databases!(
             ))
             .await
             .unwrap_err();
-        assert_eq!(violations(&bad), ["update_mask.paths[1]", "follow_up.state"]);
+        assert_eq!(
+            violations(&bad),
+            ["update_mask.paths[1]", "follow_up.state"]
+        );
         let resolved = client
             .update_follow_up(update(
                 FollowUp {
@@ -361,10 +400,17 @@ on_both_databases!(
             states: states.into_iter().map(|s| s as i32).collect(),
             ..ListFollowUpsRequest::default()
         };
-        let open = client.list_follow_ups(listed(vec![FollowUpState::Open])).await;
+        let open = client
+            .list_follow_ups(listed(vec![FollowUpState::Open]))
+            .await;
         assert!(open.unwrap().into_inner().follow_ups.is_empty());
-        let done = client.list_follow_ups(listed(vec![FollowUpState::Resolved])).await;
-        assert_eq!(done.unwrap().into_inner().follow_ups, vec![resolved.clone()]);
+        let done = client
+            .list_follow_ups(listed(vec![FollowUpState::Resolved]))
+            .await;
+        assert_eq!(
+            done.unwrap().into_inner().follow_ups,
+            vec![resolved.clone()]
+        );
 
         let feedback_db = database(&db).await;
         let detractors = events(&feedback_db, "acme", "feedback.detractor").await;
@@ -373,7 +419,11 @@ on_both_databases!(
             FeedbackDetractor::decode(detractors[0].data.as_ref().unwrap().value.as_slice())
                 .unwrap();
         assert_eq!(
-            (detractor.metric.as_str(), detractor.score, detractor.touchpoint.as_str()),
+            (
+                detractor.metric.as_str(),
+                detractor.score,
+                detractor.touchpoint.as_str()
+            ),
             ("nps", 3, "ivr-billing")
         );
         assert_eq!(detractor.follow_up, follow_up.name);
@@ -408,7 +458,8 @@ on_both_databases!(
             .await
             .unwrap();
 
-        let not_found = |status: tonic::Status| assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        let not_found =
+            |status: tonic::Status| assert_eq!(status.code(), Code::NotFound, "{status:?}");
         not_found(
             globex
                 .get_invitation(GetInvitationRequest {
@@ -442,14 +493,22 @@ on_both_databases!(
         not_found(
             submit(
                 &mut globex,
-                uninvited("surveys/post-call", profile("ada"), call_centre(), vec![score("nps", 9)]),
+                uninvited(
+                    "surveys/post-call",
+                    profile("ada"),
+                    call_centre(),
+                    vec![score("nps", 9)],
+                ),
                 "y",
             )
             .await
             .unwrap_err(),
         );
         let lists = (
-            globex.list_invitations(ListInvitationsRequest::default()).await.unwrap(),
+            globex
+                .list_invitations(ListInvitationsRequest::default())
+                .await
+                .unwrap(),
             globex
                 .list_responses(ListResponsesRequest {
                     include_partial: true,
@@ -457,7 +516,10 @@ on_both_databases!(
                 })
                 .await
                 .unwrap(),
-            globex.list_follow_ups(ListFollowUpsRequest::default()).await.unwrap(),
+            globex
+                .list_follow_ups(ListFollowUpsRequest::default())
+                .await
+                .unwrap(),
         );
         assert!(lists.0.into_inner().invitations.is_empty());
         assert!(lists.1.into_inner().responses.is_empty());

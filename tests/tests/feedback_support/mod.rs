@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use throughline_harness::{Authenticated, TestSuite, token};
 pub use throughline_harness::violations;
+use throughline_harness::{Authenticated, TestSuite, token};
 use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
