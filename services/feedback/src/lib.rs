@@ -16,6 +16,7 @@ mod api;
 mod filter;
 mod migration;
 mod store;
+mod survey;
 pub mod text;
 
 use std::sync::Arc;
