@@ -287,10 +287,7 @@ fn check_text(found: &mut Violations, path: &str, text: &LocalizedText) {
         );
         return;
     }
-    // Sorted so that the violations come in the same order every time.
-    let mut translations: Vec<_> = text.translations.iter().collect();
-    translations.sort();
-    for (language, translation) in translations {
+    for (language, translation) in &text.translations {
         let field = format!("{path}.translations[{language:?}]");
         if !is_language_tag(language) {
             found.add(field, "the key must be a BCP-47 language tag, e.g. `fr-CA`");

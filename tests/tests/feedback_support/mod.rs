@@ -2,10 +2,8 @@
 //! creating and publishing surveys through the API.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-
-use throughline_harness::{Authenticated, TestSuite, token};
 pub use throughline_harness::violations;
+use throughline_harness::{Authenticated, TestSuite, token};
 use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
@@ -24,7 +22,7 @@ pub async fn client(suite: &TestSuite, tenant: &str) -> Client {
 pub fn text(value: &str) -> LocalizedText {
     LocalizedText {
         text: value.into(),
-        translations: HashMap::new(),
+        translations: Default::default(),
     }
 }
 
