@@ -21,6 +21,7 @@ mod invite;
 mod migration;
 mod store;
 mod submit;
+mod survey;
 pub mod text;
 
 use std::sync::Arc;

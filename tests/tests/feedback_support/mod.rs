@@ -2,8 +2,6 @@
 //! creating and publishing surveys through the API.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 pub use throughline_harness::violations;
 use throughline_harness::{Authenticated, TestSuite, token};
 use throughline_proto::common::v1::CustomerRef;
@@ -24,7 +22,7 @@ pub async fn client(suite: &TestSuite, tenant: &str) -> Client {
 pub fn text(value: &str) -> LocalizedText {
     LocalizedText {
         text: value.into(),
-        translations: BTreeMap::new(),
+        translations: Default::default(),
     }
 }
 
