@@ -187,7 +187,8 @@ on_both_databases!(
     }
 );
 
-const SCOPES: [&str; 7] = [
+const SCOPES: [&str; 8] = [
+    "distribution:inbound",
     "feedback:read",
     "feedback:write",
     "distribution:read",
@@ -229,7 +230,7 @@ on_both_databases!(
             .create_profile(CreateProfileRequest {
                 profile: Some(Profile {
                     given_name: "Ada".into(),
-                    phone: "+447700900123".into(),
+                    phone: "+14155550123".into(),
                     ..Profile::default()
                 }),
                 request_id: String::new(),
@@ -343,11 +344,11 @@ on_both_databases!(
         distribution
             .record_inbound(RecordInboundRequest {
                 inbound: Some(Inbound {
-                    provider: "sms".into(),
+                    provider: "log".into(),
                     kind: Some(inbound::Kind::Reply(InboundReply {
                         channel: Channel::Sms as i32,
                         sender: Some(Address {
-                            address: Some(address::Address::Phone("+447700900123".into())),
+                            address: Some(address::Address::Phone("+14155550123".into())),
                         }),
                         body: " 3 ".into(),
                         provider_message_id: "reply-1".into(),

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 
 use feedback_support::*;
 use prost_types::{Duration, FieldMask};
-use sea_orm::sea_query::{Alias, Query};
-use sea_orm::{ConnectionTrait, Database};
 use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
 use throughline_proto::feedback::v1::*;
 use tonic::Code;
@@ -720,68 +718,18 @@ on_both_databases!(
         let mut client = client(&suite, "acme").await;
         publish(&mut client, "answered", survey("Answered")).await;
         publish(&mut client, "unused", survey("Unused")).await;
-        // A response as the responses module stores it, written directly so that this test
-        // does not depend on SubmitResponse.
-        let db = Database::connect(test_db.url()).await.unwrap();
-        let columns = [
-            "tenant",
-            "id",
-            "survey_id",
-            "survey_version",
-            "invitation_id",
-            "customer",
-            "profile",
-            "interaction",
-            "thread",
-            "journey",
-            "journey_instance",
-            "journey_node",
-            "channel",
-            "touchpoint",
-            "response_channel",
-            "language",
-            "answers",
-            "complete",
-            "detractor",
-            "follow_up_id",
-            "create_us",
-            "update_us",
-        ];
-        let mut values: Vec<sea_orm::Value> = vec![
-            "acme".into(),
-            "r-1".into(),
-            "answered".into(),
-            1i32.into(),
-            "".into(),
-            "profiles/p-1".into(),
-            "profiles/p-1".into(),
-        ];
-        values.extend((0..5).map(|_| "".into()));
-        values.extend([
-            0i32.into(),
-            "".into(),
-            0i32.into(),
-            "en".into(),
-            Vec::<u8>::new().into(),
-            1i32.into(),
-            0i32.into(),
-            "".into(),
-            1i64.into(),
-            1i64.into(),
-        ]);
-        let mut insert = Query::insert();
-        // On PostgreSQL each service's tables are in its own schema.
-        if test_db.is_postgres() {
-            insert.into_table((Alias::new("feedback"), Alias::new("feedback_responses")));
-        } else {
-            insert.into_table(Alias::new("feedback_responses"));
-        }
-        let insert = insert
-            .columns(columns.into_iter().map(Alias::new))
-            .values_panic(values.into_iter().map(Into::into))
-            .to_owned();
-        db.execute(&insert).await.unwrap();
-        db.close().await.unwrap();
+        submit(
+            &mut client,
+            uninvited(
+                "surveys/answered",
+                profile("p-1"),
+                FeedbackContext::default(),
+                vec![score("nps", 9)],
+            ),
+            "r-1",
+        )
+        .await
+        .unwrap();
 
         let status = delete(&mut client, "surveys/answered", "")
             .await

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sea_orm::DatabaseTransaction;
 use throughline_proto::common::v1::{ChannelSelector, Purpose};
 use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::{
@@ -16,6 +15,7 @@ use throughline_proto::feedback::v1::{
 };
 use throughline_runtime::Error;
 use throughline_runtime::customer::CustomerKey;
+use throughline_runtime::db::write_transaction;
 use throughline_runtime::peers;
 use throughline_runtime::time::{duration_us, now_us, timestamp};
 
@@ -42,17 +42,36 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// Makes the invitation inside `transaction`. The distribution service is called before the
-/// transaction commits: a crash in between leaves no invitation, and the caller's retry sends
-/// with the same idempotency key, which the distribution service answers with the first
-/// message instead of sending again.
+/// Makes the invitation, idempotently by the request's id, in two steps so that no database
+/// transaction is held across the call to the distribution service (on an embedded SQLite
+/// file shared by every service, that call's own write would wait for ours):
+///
+/// 1. one transaction takes the customer's fatigue slot and records the invitation, pending;
+/// 2. the message is sent with the idempotency key `feedback:<request_id>`, and its outcome
+///    recorded (the slot given back when nothing was sent).
+///
+/// A crash between the two leaves a pending invitation that remembers its delivery: the
+/// caller's retry finds it by request id and finishes step 2, and the distribution service
+/// answers a repeated send with the first message instead of sending again.
 pub(crate) async fn invite(
     service: &Service,
-    transaction: &DatabaseTransaction,
     tenant: &str,
     invite: Invite,
 ) -> Result<Invitation, Error> {
-    let survey = match surveys::published(transaction, tenant, &invite.survey_id, 0).await? {
+    let db = &service.db;
+    let base = &service.options.survey_base_url;
+    if let Some(existing) =
+        invitations::find_by_request(db, tenant, &invite.request_id, base).await?
+    {
+        if existing.survey_id != invite.survey_id || existing.customer != invite.customer {
+            return Err(Error::invalid(
+                "request_id",
+                "already used for a different request",
+            ));
+        }
+        return finish(service, tenant, existing).await;
+    }
+    let survey = match surveys::published(db, tenant, &invite.survey_id, 0).await? {
         Lookup::Missing => return Err(Error::NotFound(survey_name(&invite.survey_id))),
         Lookup::Unpublished => {
             return Err(Error::FailedPrecondition {
@@ -71,6 +90,29 @@ pub(crate) async fn invite(
         }
         Lookup::Found(found) => found.survey,
     };
+    let delivery = match invite.delivery.clone() {
+        None => None,
+        Some(mut delivery) => {
+            if delivery.template.is_empty() {
+                delivery.template = survey.invitation_template.clone();
+            }
+            if delivery.template.is_empty() {
+                return Err(Error::invalid(
+                    "delivery.template",
+                    "is required: the survey has no invitation_template",
+                ));
+            }
+            if !service.peers.is_deployed(DISTRIBUTION) {
+                return Err(Error::FailedPrecondition {
+                    reason: "DISTRIBUTION_NOT_DEPLOYED",
+                    message: "delivery needs the distribution service, which is not deployed; \
+                              leave delivery unset and present the survey yourself"
+                        .to_owned(),
+                });
+            }
+            Some(delivery)
+        }
+    };
     let options = &service.options;
     let now = now_us();
     let ttl = survey
@@ -83,16 +125,6 @@ pub(crate) async fn invite(
         Some(interval) => duration_us(interval).unwrap_or(0),
         None => micros(options.fatigue_interval),
     };
-    // Fatigue counts per person: the profile when known, so that invitations by email and by
-    // CRM id of one customer count together.
-    let contact = invite
-        .profile
-        .clone()
-        .unwrap_or_else(|| invite.customer.as_str().to_owned());
-    let previous = invitations::last_invited(transaction, tenant, &contact).await?;
-    let admitted =
-        invitations::take_contact_slot(transaction, tenant, &contact, now, fatigue).await?;
-
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut invitation = Invitation {
         name: invitation_name(&id),
@@ -112,48 +144,101 @@ pub(crate) async fn invite(
         expire_time: Some(timestamp(now.saturating_add(ttl))),
         ..Invitation::default()
     };
-    if !admitted {
+    let transaction = write_transaction(db).await?;
+    let contact = contact_of(&invite.customer, invitation.profile.as_str());
+    if !invitations::take_contact_slot(&transaction, tenant, &contact, now, fatigue).await? {
         invitation.state = InvitationState::Throttled as i32;
         invitation.state_reason = "fatigue".to_owned();
-    } else if let Some(delivery) = &invite.delivery {
-        let template = if delivery.template.is_empty() {
-            survey.invitation_template.clone()
-        } else {
-            delivery.template.clone()
-        };
-        if template.is_empty() {
-            return Err(Error::invalid(
-                "delivery.template",
-                "is required: the survey has no invitation_template",
-            ));
-        }
-        let outcome = send(
-            service,
-            tenant,
-            &invite,
-            &invitation,
-            &survey.display_name,
-            delivery,
-            template,
-        )
-        .await?;
-        invitation.state = outcome.state as i32;
-        invitation.state_reason = outcome.reason.to_owned();
-        invitation.message = outcome.message;
-        if outcome.state != InvitationState::Sent {
-            // The customer was not contacted: the fatigue rule's slot goes back.
-            invitations::restore_contact_slot(transaction, tenant, &contact, now, previous).await?;
-        }
     }
     let stored = StoredInvitation {
         id,
         survey_id: invite.survey_id.clone(),
         customer: invite.customer.clone(),
-        invitation: invitation.clone(),
+        invitation,
         expire_us: now.saturating_add(ttl),
+        request_id: invite.request_id.clone(),
+        delivery,
     };
-    invitations::insert(transaction, tenant, &stored).await?;
-    Ok(invitation)
+    invitations::insert(&transaction, tenant, &stored).await?;
+    transaction.commit().await?;
+    finish(service, tenant, stored).await
+}
+
+/// Fatigue counts per person: the profile when known, so that invitations by email and by CRM
+/// id of one customer count together.
+fn contact_of(customer: &CustomerKey, profile: &str) -> String {
+    if profile.is_empty() {
+        customer.as_str().to_owned()
+    } else {
+        profile.to_owned()
+    }
+}
+
+/// Sends a pending invitation that asks for delivery and records the outcome; any other
+/// invitation is returned as it is.
+async fn finish(
+    service: &Service,
+    tenant: &str,
+    mut stored: StoredInvitation,
+) -> Result<Invitation, Error> {
+    let Some(delivery) = stored.delivery.clone() else {
+        return Ok(stored.invitation);
+    };
+    if stored.state() != InvitationState::Pending {
+        return Ok(stored.invitation);
+    }
+    let survey_display_name = match surveys::published(
+        &service.db,
+        tenant,
+        &stored.survey_id,
+        stored.invitation.survey_version,
+    )
+    .await?
+    {
+        Lookup::Found(found) => found.survey.display_name,
+        Lookup::Missing | Lookup::Unpublished => String::new(),
+    };
+    let outcome = match send(service, tenant, &stored, &survey_display_name, &delivery).await {
+        Ok(outcome) => outcome,
+        // Worth a retry: the invitation stays pending and the caller's retry sends it.
+        Err(error @ (Error::Unavailable(_) | Error::DeadlineExceeded)) => return Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "an invitation could not be sent");
+            Outcome {
+                state: InvitationState::Failed,
+                reason: "send_refused",
+                message: String::new(),
+            }
+        }
+    };
+    let transaction = write_transaction(&service.db).await?;
+    invitations::set_outcome(
+        &transaction,
+        tenant,
+        &stored.id,
+        outcome.state,
+        outcome.reason,
+        &outcome.message,
+    )
+    .await?;
+    if outcome.state != InvitationState::Sent {
+        // The customer was not contacted: the fatigue slot goes back.
+        let contact = contact_of(&stored.customer, &stored.invitation.profile);
+        let taken = stored
+            .invitation
+            .create_time
+            .as_ref()
+            .and_then(throughline_runtime::time::timestamp_us)
+            .unwrap_or_default();
+        invitations::give_back_contact_slot(&transaction, tenant, &contact, &stored.id, taken)
+            .await?;
+    }
+    transaction.commit().await?;
+    let invitation = &mut stored.invitation;
+    invitation.state = outcome.state as i32;
+    invitation.state_reason = outcome.reason.to_owned();
+    invitation.message = outcome.message;
+    Ok(stored.invitation)
 }
 
 /// What the distribution service did with an invitation's message.
@@ -166,12 +251,11 @@ struct Outcome {
 async fn send(
     service: &Service,
     tenant: &str,
-    invite: &Invite,
-    invitation: &Invitation,
+    stored: &StoredInvitation,
     survey_name: &str,
     delivery: &InvitationDelivery,
-    template: String,
 ) -> Result<Outcome, Error> {
+    let invitation = &stored.invitation;
     let Some(channel) = service.peers.channel(DISTRIBUTION, Some(tenant))? else {
         return Err(Error::FailedPrecondition {
             reason: "DISTRIBUTION_NOT_DEPLOYED",
@@ -180,7 +264,7 @@ async fn send(
                 .to_owned(),
         });
     };
-    let Some(recipient) = recipient_of(invite) else {
+    let Some(recipient) = recipient_of(&stored.customer, &invitation.profile) else {
         return Ok(Outcome {
             state: InvitationState::Suppressed,
             reason: "no_address",
@@ -200,7 +284,7 @@ async fn send(
         }),
         channel: delivery.channel.clone(),
         purpose: Purpose::Survey as i32,
-        template,
+        template: delivery.template.clone(),
         variables: Some(prost_types::Struct {
             fields: variables
                 .into_iter()
@@ -217,7 +301,7 @@ async fn send(
         origin: invitation.name.clone(),
         // Derived from the caller's key, not the invitation's random id, so that a retry after
         // a crash finds the first message.
-        request_id: format!("feedback:{}", invite.request_id),
+        request_id: format!("feedback:{}", stored.request_id),
         ..SendRequest::default()
     };
     let mut client = DistributionServiceClient::new(channel);
@@ -260,11 +344,11 @@ async fn send(
 
 /// The distribution recipient of an invitation: the profile when known, else the email or
 /// phone the customer was named by; `None` for identifiers that carry no address.
-fn recipient_of(invite: &Invite) -> Option<recipient::Recipient> {
-    if let Some(profile) = &invite.profile {
-        return Some(recipient::Recipient::Profile(profile.clone()));
+fn recipient_of(customer: &CustomerKey, profile: &str) -> Option<recipient::Recipient> {
+    if !profile.is_empty() {
+        return Some(recipient::Recipient::Profile(profile.to_owned()));
     }
-    let key = invite.customer.as_str();
+    let key = customer.as_str();
     let address = if let Some(email) = key.strip_prefix("email:") {
         address::Address::Email(email.to_owned())
     } else if let Some(phone) = key.strip_prefix("phone:") {

@@ -120,10 +120,14 @@ impl Api {
             .map_err(|error| violations_of(error, &mut violations))
             .ok()
             .map(str::to_owned);
+        let names_state = request
+            .update_mask
+            .as_ref()
+            .is_some_and(|mask| mask.paths.iter().any(|p| p == "state" || p == "*"));
         let mask = UpdateMask::parse(request.update_mask, &UPDATABLE)
             .map_err(|error| violations_of(error, &mut violations))
             .ok();
-        if mask.as_ref().is_some_and(|m| m.has("state"))
+        if names_state
             && !matches!(FollowUpState::try_from(change.state), Ok(s) if s != FollowUpState::Unspecified)
         {
             violations.push(FieldViolation::new(

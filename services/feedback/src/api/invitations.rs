@@ -1,10 +1,8 @@
 //! Invitation RPCs: RequestFeedback with the fatigue rule and the contact budget, and reading
 //! invitations.
 
-use futures::FutureExt;
 use throughline_proto::feedback::v1::*;
 use throughline_runtime::customer::CustomerKey;
-use throughline_runtime::idempotency::Key;
 use throughline_runtime::request::{page_size, resource_id};
 use throughline_runtime::time::{PageToken, next_page, timestamp_us};
 use throughline_runtime::{Error, FieldViolation};
@@ -69,25 +67,10 @@ impl Api {
             language: request.language.clone(),
             request_id: request.request_id.clone(),
         };
-        let service = self.service.clone();
-        let owner = tenant.to_owned();
-        let key = Key {
-            tenant,
-            method: "RequestFeedback",
-            request_id: &request.request_id,
-        };
-        self.service
-            .idempotency
-            .run(&self.service.db, key, &request, move |transaction| {
-                async move {
-                    let invitation = invite(&service, transaction, &owner, checked).await?;
-                    Ok(RequestFeedbackResponse {
-                        invitation: Some(invitation),
-                    })
-                }
-                .boxed()
-            })
-            .await
+        let invitation = invite(&self.service, tenant, checked).await?;
+        Ok(RequestFeedbackResponse {
+            invitation: Some(invitation),
+        })
     }
 
     pub(super) async fn get_invitation(

@@ -31,7 +31,9 @@ const TABLES: [&str; 9] = [
 ];
 
 /// Indexes written out, for descending keys and partial indexes on both databases.
-const INDEXES: [&str; 12] = [
+const INDEXES: [&str; 13] = [
+    "CREATE UNIQUE INDEX IF NOT EXISTS feedback_invitations_request \
+     ON feedback_invitations (tenant, request_id)",
     "CREATE INDEX IF NOT EXISTS feedback_surveys_list \
      ON feedback_surveys (tenant, display_name, id)",
     // An invitation is answered through the unguessable token of its survey URL.
@@ -120,6 +122,11 @@ impl MigrationTrait for M0001Feedback {
                     // The profile it was made for, which an unmerge gives it back to.
                     .col(text("recorded_profile")),
             )
+            // The caller's idempotency key: a retry finds the invitation it made.
+            .col(text("request_id"))
+            // The `InvitationDelivery` asked for; empty when the caller presents the survey.
+            // Kept so that a retry after a crash between sending and recording can finish.
+            .col(blob("delivery"))
             .col(integer("state"))
             .col(text("state_reason"))
             .col(text("language"))

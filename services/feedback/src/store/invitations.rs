@@ -1,8 +1,9 @@
 //! `feedback_invitations`: one row per invitation, and `feedback_contacts`, the fatigue rule's
 //! last invitation per customer.
 
+use prost::Message;
 use sea_orm::{ConnectionTrait, QueryResult};
-use throughline_proto::feedback::v1::{Invitation, InvitationState};
+use throughline_proto::feedback::v1::{Invitation, InvitationDelivery, InvitationState};
 use throughline_runtime::Error;
 use throughline_runtime::customer::CustomerKey;
 use throughline_runtime::sql::Sql;
@@ -11,8 +12,9 @@ use throughline_runtime::time::{PageToken, timestamp};
 use super::{CONTEXT_COLUMNS, context_from_row, context_values};
 
 const COLUMNS: &str = "id, survey_id, survey_version, customer, profile, interaction, thread, \
-                       journey, journey_instance, journey_node, channel, touchpoint, state, \
-                       state_reason, language, message, token, response_id, create_us, expire_us";
+                       journey, journey_instance, journey_node, channel, touchpoint, request_id, \
+                       delivery, state, state_reason, language, message, token, response_id, \
+                       create_us, expire_us";
 
 /// `invitations/{id}`.
 pub(crate) fn invitation_name(id: &str) -> String {
@@ -27,6 +29,9 @@ pub(crate) struct StoredInvitation {
     pub customer: CustomerKey,
     pub invitation: Invitation,
     pub expire_us: i64,
+    pub request_id: String,
+    /// How to send it, with the template resolved; `None` when the caller presents it.
+    pub delivery: Option<InvitationDelivery>,
 }
 
 impl StoredInvitation {
@@ -43,6 +48,12 @@ fn from_row(row: &QueryResult, survey_base_url: &str) -> Result<StoredInvitation
     let response_id: String = row.try_get("", "response_id")?;
     let create_us: i64 = row.try_get("", "create_us")?;
     let expire_us: i64 = row.try_get("", "expire_us")?;
+    let delivery: Vec<u8> = row.try_get("", "delivery")?;
+    let delivery = if delivery.is_empty() {
+        None
+    } else {
+        Some(InvitationDelivery::decode(delivery.as_slice()).map_err(Error::internal)?)
+    };
     let invitation = Invitation {
         name: invitation_name(&id),
         survey: super::surveys::survey_name(&survey_id),
@@ -69,6 +80,8 @@ fn from_row(row: &QueryResult, survey_base_url: &str) -> Result<StoredInvitation
         customer,
         invitation,
         expire_us,
+        request_id: row.try_get("", "request_id")?,
+        delivery,
     })
 }
 
@@ -88,7 +101,7 @@ pub(crate) async fn insert(
     let mut sql = Sql::new(db.get_database_backend());
     sql.push(&format!(
         "INSERT INTO feedback_invitations (tenant, id, survey_id, survey_version, customer, \
-         profile, recorded_profile, {}, state, state_reason, language, message, token, response_id, create_us, \
+         profile, recorded_profile, {}, request_id, delivery, state, state_reason, language, message, token, response_id, create_us, \
          expire_us) VALUES ",
         CONTEXT_COLUMNS.join(", ")
     ));
@@ -105,6 +118,13 @@ pub(crate) async fn insert(
         &invitation.context.clone().unwrap_or_default(),
     ));
     values.extend([
+        stored.request_id.clone().into(),
+        stored
+            .delivery
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .unwrap_or_default()
+            .into(),
         invitation.state.into(),
         invitation.state_reason.clone().into(),
         invitation.language.clone().into(),
@@ -137,6 +157,52 @@ pub(crate) async fn find(
         .await?
         .map(|row| from_row(&row, survey_base_url))
         .transpose()
+}
+
+/// The invitation made by the request `request_id`.
+pub(crate) async fn find_by_request(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    request_id: &str,
+    survey_base_url: &str,
+) -> Result<Option<StoredInvitation>, Error> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push(&format!(
+        "SELECT {COLUMNS} FROM feedback_invitations WHERE tenant = "
+    ))
+    .bind(tenant)
+    .push(" AND request_id = ")
+    .bind(request_id);
+    db.query_one_raw(sql.statement())
+        .await?
+        .map(|row| from_row(&row, survey_base_url))
+        .transpose()
+}
+
+/// Records what became of sending an invitation, if it is still pending.
+pub(crate) async fn set_outcome(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    state: InvitationState,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push("UPDATE feedback_invitations SET state = ")
+        .bind(state as i32)
+        .push(", state_reason = ")
+        .bind(reason)
+        .push(", message = ")
+        .bind(message)
+        .push(" WHERE tenant = ")
+        .bind(tenant)
+        .push(" AND id = ")
+        .bind(id)
+        .push(" AND state = ")
+        .bind(InvitationState::Pending as i32);
+    db.execute_raw(sql.statement()).await?;
+    Ok(())
 }
 
 /// The invitation that the distribution message `message` (`messages/{id}`) carried.
@@ -280,45 +346,41 @@ pub(crate) async fn take_contact_slot(
     Ok(db.execute_raw(sql.statement()).await?.rows_affected() == 1)
 }
 
-/// When `customer` was last invited, if ever.
-pub(crate) async fn last_invited(
+/// Gives back the slot [`take_contact_slot`] took at `taken_us` for invitation `id` when it was
+/// not sent after all (unless a later invitation took the slot since): the customer's last
+/// invitation is again the newest one that reached them, or none (0, long ago).
+pub(crate) async fn give_back_contact_slot(
     db: &impl ConnectionTrait,
     tenant: &str,
     customer: &str,
-) -> Result<Option<i64>, Error> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push("SELECT last_invited_us FROM feedback_contacts WHERE tenant = ")
-        .bind(tenant)
-        .push(" AND customer = ")
-        .bind(customer);
-    Ok(match db.query_one_raw(sql.statement()).await? {
-        Some(row) => Some(row.try_get_by_index(0)?),
-        None => None,
-    })
-}
-
-/// Gives back the slot [`take_contact_slot`] took at `taken_us` when the invitation was not
-/// sent after all: the customer's last invitation is `previous` again (none: the row goes).
-pub(crate) async fn restore_contact_slot(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    customer: &str,
+    id: &str,
     taken_us: i64,
-    previous: Option<i64>,
 ) -> Result<(), Error> {
     let mut sql = Sql::new(db.get_database_backend());
-    match previous {
-        Some(previous) => sql
-            .push("UPDATE feedback_contacts SET last_invited_us = ")
-            .bind(previous),
-        None => sql.push("DELETE FROM feedback_contacts"),
-    };
-    sql.push(" WHERE tenant = ")
-        .bind(tenant)
-        .push(" AND customer = ")
-        .bind(customer)
-        .push(" AND last_invited_us = ")
-        .bind(taken_us);
+    sql.push(
+        "UPDATE feedback_contacts SET last_invited_us = COALESCE((SELECT MAX(i.create_us) \
+         FROM feedback_invitations i WHERE i.tenant = feedback_contacts.tenant \
+         AND (i.profile = feedback_contacts.customer OR i.customer = feedback_contacts.customer) \
+         AND i.id <> ",
+    )
+    .bind(id)
+    .push(" AND i.state IN ")
+    .bind_list(
+        [
+            InvitationState::Pending,
+            InvitationState::Sent,
+            InvitationState::PartiallyAnswered,
+            InvitationState::Answered,
+            InvitationState::Expired,
+        ]
+        .map(|state| state as i32),
+    )
+    .push("), 0) WHERE tenant = ")
+    .bind(tenant)
+    .push(" AND customer = ")
+    .bind(customer)
+    .push(" AND last_invited_us = ")
+    .bind(taken_us);
     db.execute_raw(sql.statement()).await?;
     Ok(())
 }
