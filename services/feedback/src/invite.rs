@@ -21,7 +21,7 @@ use throughline_runtime::time::{duration_us, now_us, timestamp};
 
 use crate::Service;
 use crate::store::invitations::{self, StoredInvitation, invitation_name};
-use crate::store::surveys::{self, Lookup, survey_name};
+use crate::store::surveys::{Lookup, survey_name};
 
 /// The distribution service's name among the peers.
 const DISTRIBUTION: &str = "distribution";
@@ -71,7 +71,10 @@ pub(crate) async fn invite(
         }
         return finish(service, tenant, existing).await;
     }
-    let survey = match surveys::published(db, tenant, &invite.survey_id, 0).await? {
+    let survey = match service
+        .published_survey(tenant, &invite.survey_id, 0)
+        .await?
+    {
         Lookup::Missing => return Err(Error::NotFound(survey_name(&invite.survey_id))),
         Lookup::Unpublished => {
             return Err(Error::FailedPrecondition {
@@ -187,13 +190,9 @@ async fn finish(
     if stored.state() != InvitationState::Pending {
         return Ok(stored.invitation);
     }
-    let survey_display_name = match surveys::published(
-        &service.db,
-        tenant,
-        &stored.survey_id,
-        stored.invitation.survey_version,
-    )
-    .await?
+    let survey_display_name = match service
+        .published_survey(tenant, &stored.survey_id, stored.invitation.survey_version)
+        .await?
     {
         Lookup::Found(found) => found.survey.display_name,
         Lookup::Missing | Lookup::Unpublished => String::new(),

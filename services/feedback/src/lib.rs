@@ -30,6 +30,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
+use throughline_runtime::cache::TtlCache;
 use throughline_runtime::config::Validate;
 use throughline_runtime::customer::{ResolveProfiles, StoreAsGiven};
 use throughline_runtime::events::Outbox;
@@ -41,6 +42,9 @@ pub use events::{
     REPLIES_SOURCE, REPLY_EVENT_TYPES, profile_events_handler, replies_handler,
 };
 pub use migration::Migrator;
+
+/// How stale a cached survey may be when another replica published or archived it.
+const SURVEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "feedback";
@@ -110,6 +114,9 @@ pub struct Service {
     peers: Peers,
     resolver: Arc<dyn ResolveProfiles>,
     sentiment: Arc<dyn text::SentimentAnalyser>,
+    /// Published surveys by tenant, id and version (0: the latest), read by every response and
+    /// invitation.
+    surveys: Arc<TtlCache<(String, String, i32), store::surveys::Lookup>>,
 }
 
 impl Service {
@@ -123,6 +130,7 @@ impl Service {
             peers: Peers::default(),
             resolver: Arc::new(StoreAsGiven),
             sentiment: Arc::new(text::Vader::default()),
+            surveys: Arc::new(TtlCache::new(SURVEY_CACHE_TTL)),
         }
     }
 
@@ -136,6 +144,28 @@ impl Service {
     pub fn with_resolver(mut self, resolver: Arc<dyn ResolveProfiles>) -> Self {
         self.resolver = resolver;
         self
+    }
+
+    /// Version `version` of a survey (0: the latest), as of at most a second ago.
+    async fn published_survey(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: i32,
+    ) -> Result<store::surveys::Lookup, throughline_runtime::Error> {
+        self.surveys
+            .get_or_load(&(tenant.to_owned(), id.to_owned(), version), || {
+                store::surveys::published(&self.db, tenant, id, version)
+            })
+            .await
+    }
+
+    /// Forgets what this process cached of a survey after publishing, archiving or deleting it.
+    fn forget_survey(&self, tenant: &str, id: &str, version: i32) {
+        for version in [0, version] {
+            self.surveys
+                .invalidate(&(tenant.to_owned(), id.to_owned(), version));
+        }
     }
 
     /// The tonic server to add to the process's gRPC server.

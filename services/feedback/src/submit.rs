@@ -24,7 +24,7 @@ use crate::context::{self, is_language};
 use crate::store::follow_ups::follow_up_name;
 use crate::store::invitations::{self, StoredInvitation};
 use crate::store::responses::{self, StoredResponse, response_name};
-use crate::store::surveys::{self, Lookup, survey_name};
+use crate::store::surveys::{Lookup, survey_name};
 
 /// Who an uninvited response is from: the checked key and the profile it resolves to.
 #[derive(Debug, Clone)]
@@ -144,14 +144,8 @@ pub(crate) async fn submit(
             )
         }
     };
-    let survey = published_survey(
-        transaction,
-        tenant,
-        &survey_id,
-        version,
-        invitation.is_none(),
-    )
-    .await?;
+    let survey =
+        published_survey(service, tenant, &survey_id, version, invitation.is_none()).await?;
     Error::unless_valid(answers::check(&survey, &input.answers))?;
     for answer in &mut input.answers {
         answer.sentiment = match &answer.value {
@@ -273,13 +267,13 @@ fn check_open(invitation: &StoredInvitation, now: i64) -> Result<(), Error> {
 /// The survey version answered. Uninvited answers need a survey still collecting them; an
 /// invitation may be answered after its survey is archived, until it expires.
 async fn published_survey(
-    transaction: &DatabaseTransaction,
+    service: &Service,
     tenant: &str,
     survey_id: &str,
     version: i32,
     uninvited: bool,
 ) -> Result<Survey, Error> {
-    match surveys::published(transaction, tenant, survey_id, version).await? {
+    match service.published_survey(tenant, survey_id, version).await? {
         Lookup::Missing if version != 0 => Err(Error::NotFound(format!(
             "version {version} of {}",
             survey_name(survey_id)

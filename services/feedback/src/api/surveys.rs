@@ -385,6 +385,8 @@ impl Api {
             return Err(stale(id));
         }
         transaction.commit().await?;
+        self.service
+            .forget_survey(tenant, id, current.survey.version);
         Ok(DeleteSurveyResponse {})
     }
 
@@ -395,24 +397,29 @@ impl Api {
     ) -> Result<PublishSurveyResponse, Error> {
         let id = resource_id(&request.name, "surveys", "name")?.to_owned();
         let db = &self.service.db;
-        if request.request_id.is_empty() {
+        let response = if request.request_id.is_empty() {
             let transaction = write_transaction(db).await?;
-            let response = publish_in(&transaction, tenant.to_owned(), id).await?;
+            let response = publish_in(&transaction, tenant.to_owned(), id.clone()).await?;
             transaction.commit().await?;
-            return Ok(response);
-        }
-        let owner = tenant.to_owned();
-        let key = Key {
-            tenant,
-            method: "PublishSurvey",
-            request_id: &request.request_id,
+            response
+        } else {
+            let owner = tenant.to_owned();
+            let key = Key {
+                tenant,
+                method: "PublishSurvey",
+                request_id: &request.request_id,
+            };
+            let published = id.clone();
+            self.service
+                .idempotency
+                .run(db, key, &request, move |transaction| {
+                    publish_in(transaction, owner, published)
+                })
+                .await?
         };
-        self.service
-            .idempotency
-            .run(db, key, &request, move |transaction| {
-                publish_in(transaction, owner, id)
-            })
-            .await
+        let version = response.survey.as_ref().map_or(0, |survey| survey.version);
+        self.service.forget_survey(tenant, &id, version);
+        Ok(response)
     }
 
     pub(super) async fn archive_survey(
@@ -421,6 +428,19 @@ impl Api {
         request: ArchiveSurveyRequest,
     ) -> Result<ArchiveSurveyResponse, Error> {
         let id = resource_id(&request.name, "surveys", "name")?.to_owned();
+        let response = self.archive(tenant, &id, &request).await?;
+        let version = response.survey.as_ref().map_or(0, |survey| survey.version);
+        self.service.forget_survey(tenant, &id, version);
+        Ok(response)
+    }
+
+    async fn archive(
+        &self,
+        tenant: &str,
+        id: &str,
+        request: &ArchiveSurveyRequest,
+    ) -> Result<ArchiveSurveyResponse, Error> {
+        let id = id.to_owned();
         let db = &self.service.db;
         // Archiving is idempotent by itself; a request_id still replays the first answer.
         if request.request_id.is_empty() {
@@ -439,7 +459,7 @@ impl Api {
         };
         self.service
             .idempotency
-            .run(db, key, &request, move |transaction| {
+            .run(db, key, request, move |transaction| {
                 async move {
                     match store::archive(transaction, &owner, &id, now_us()).await? {
                         Some(stored) => Ok(ArchiveSurveyResponse {
