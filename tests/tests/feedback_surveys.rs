@@ -511,6 +511,32 @@ on_both_databases!(
             4
         );
 
+        // Concurrent publications each take their own version.
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    publish_as(&mut client, "surveys/checkout", "")
+                        .await
+                        .unwrap()
+                        .version
+                })
+            })
+            .collect();
+        let mut versions = Vec::new();
+        for racer in racers {
+            versions.push(racer.await.unwrap());
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, [4, 5, 6, 7]);
+        assert_eq!(
+            get(&mut client, "surveys/checkout", 7)
+                .await
+                .unwrap()
+                .questions,
+            edited.questions
+        );
+
         let status = get(&mut client, "surveys/checkout", -1).await.unwrap_err();
         assert_eq!(violations(&status), ["version"]);
         let status = publish_as(&mut client, "surveys/missing", "")
