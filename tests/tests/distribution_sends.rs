@@ -10,7 +10,9 @@ use distribution_support::*;
 
 use chrono::Timelike;
 use prost_types::FieldMask;
-use throughline_harness::{Authenticated, TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{
+    Authenticated, TestDatabase, TestSuite, on_both_databases, token, violations,
+};
 use throughline_proto::common::v1::{
     BudgetPeriod, Channel, ChannelSelector, ConsentStatus, ContactBudget, ContactLimit,
     LocalTimeWindow, PreferredChannel, Purpose, channel_selector,

@@ -7,7 +7,7 @@ mod distribution_support;
 
 use distribution_support::*;
 use prost_types::FieldMask;
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token, violations};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::distribution::v1::render_template_request::Source;
 use throughline_proto::distribution::v1::render_template_response::Content as Rendered;

@@ -23,7 +23,6 @@ use throughline_proto::distribution::v1::distribution_service_client::Distributi
 use throughline_proto::distribution::v1::template_variant::Content;
 use throughline_proto::distribution::v1::*;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 type Client = DistributionServiceClient<Authenticated>;
 

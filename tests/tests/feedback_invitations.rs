@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use feedback_support::*;
 use prost_types::FieldMask;
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token, violations};
 use throughline_proto::common::v1::channel_selector::Selector;
 use throughline_proto::common::v1::{
     BudgetPeriod, Channel, ChannelSelector, ConsentStatus, ContactBudget, ContactLimit, Purpose,

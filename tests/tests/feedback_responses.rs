@@ -11,7 +11,7 @@ use std::time::Duration;
 use feedback_support::*;
 use prost::Message;
 use prost_types::FieldMask;
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, violations};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::event::v1::{FeedbackDetractor, FeedbackResponded, FollowUpUpdated};
 use throughline_proto::feedback::v1::answer::Value;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use feedback_support::*;
 use prost_types::{Duration, FieldMask};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, violations};
 use throughline_proto::feedback::v1::*;
 use tonic::Code;
 

@@ -17,7 +17,6 @@ use throughline_proto::interaction::v1::interaction_service_client::InteractionS
 use throughline_proto::interaction::v1::*;
 use throughline_runtime::db;
 use tonic::Code;
-use tonic_types::StatusExt;
 
 type Client = InteractionServiceClient<throughline_harness::Authenticated>;
 

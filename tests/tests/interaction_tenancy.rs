@@ -6,7 +6,7 @@
 mod interaction_support;
 
 use interaction_support::*;
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, violations};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::google::r#type::Interval;
 use throughline_proto::interaction::v1::*;

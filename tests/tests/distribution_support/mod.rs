@@ -6,8 +6,6 @@ use std::time::Duration;
 use throughline_harness::Authenticated;
 use throughline_proto::distribution::v1::distribution_service_client::DistributionServiceClient;
 use throughline_proto::distribution::v1::{GetMessageRequest, Message, MessageStatus, SendRequest};
-use tonic::Code;
-use tonic_types::StatusExt;
 
 pub type Client = DistributionServiceClient<Authenticated>;
 
@@ -44,5 +42,3 @@ pub async fn wait_for(client: &mut Client, name: &str, status: MessageStatus) ->
     }
     panic!("{name} never reached {status:?}: {last:?}");
 }
-
-pub use throughline_harness::violations;

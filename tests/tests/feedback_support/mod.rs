@@ -2,7 +2,6 @@
 //! creating and publishing surveys through the API.
 #![allow(dead_code)]
 
-pub use throughline_harness::violations;
 use throughline_harness::{Authenticated, TestSuite, token};
 use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::common::v1::customer_ref::Customer;

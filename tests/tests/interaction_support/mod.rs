@@ -11,8 +11,6 @@ use throughline_proto::interaction::v1::{
     Interaction, ListInteractionsRequest, RecordInteractionRequest,
 };
 use throughline_runtime::db;
-use tonic::Code;
-use tonic_types::StatusExt;
 
 pub type Client = InteractionServiceClient<Authenticated>;
 
@@ -77,8 +75,6 @@ pub fn contact(
     interaction.reason = reason.into();
     request
 }
-
-pub use throughline_harness::violations;
 
 /// The interaction service's own database connection.
 pub async fn database(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {
