@@ -162,7 +162,15 @@ pub(crate) async fn invite(
         request_id: invite.request_id.clone(),
         delivery,
     };
-    invitations::insert(&transaction, tenant, &stored).await?;
+    invitations::insert(&transaction, tenant, &stored)
+        .await
+        .map_err(|error| match error {
+            // The same request, retried while the first was still being recorded.
+            Error::AlreadyExists(_) => {
+                Error::Aborted("a request with this request_id is in progress; retry".to_owned())
+            }
+            other => other,
+        })?;
     transaction.commit().await?;
     finish(service, tenant, stored).await
 }

@@ -227,7 +227,15 @@ pub(crate) async fn submit(
             tenant, response, &follow_up, kind, &context,
         ));
     }
-    responses::save(transaction, tenant, &stored, &survey, is_new).await?;
+    responses::save(transaction, tenant, &stored, &survey, is_new)
+        .await
+        .map_err(|error| match error {
+            // Another first answer to the same invitation committed in the meantime.
+            Error::AlreadyExists(_) => Error::Aborted(
+                "another answer to this invitation arrived at the same time; retry".to_owned(),
+            ),
+            other => other,
+        })?;
     if let Some(invitation) = &invitation {
         let state = if stored.response.complete {
             InvitationState::Answered

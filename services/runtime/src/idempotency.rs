@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use prost::Message;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -85,7 +85,9 @@ impl Idempotency {
         match self.claim(db, key, &hash).await? {
             Claim::Replay(bytes) => Res::decode(bytes.as_slice()).map_err(Error::internal),
             Claim::Claimed => {
-                let transaction = db.begin().await?;
+                // Work reads, then writes: on SQLite the write lock is taken up front, or a
+                // concurrent writer's commit would fail the upgrade instead of waiting.
+                let transaction = crate::db::write_transaction(db).await?;
                 match work(&transaction).await {
                     Ok(response) => {
                         self.record(&transaction, key, &response).await?;
