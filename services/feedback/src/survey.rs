@@ -345,7 +345,7 @@ fn check_thresholds(found: &mut Violations, thresholds: &DetractorThresholds) {
 }
 
 /// `nps`, `reason_2`: a lower-case letter, then lower-case letters, digits and underscores.
-fn is_question_id(id: &str) -> bool {
+pub(crate) fn is_question_id(id: &str) -> bool {
     id.len() <= MAX_KEY
         && id.starts_with(|c: char| c.is_ascii_lowercase())
         && id

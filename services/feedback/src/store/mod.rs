@@ -5,6 +5,7 @@ pub(crate) mod identity;
 pub(crate) mod invitations;
 pub(crate) mod responses;
 pub(crate) mod surveys;
+pub(crate) mod texts;
 
 use sea_orm::QueryResult;
 use throughline_proto::feedback::v1::FeedbackContext;

@@ -1,6 +1,6 @@
 //! The VADER lexicon analyser (Hutto and Gilbert, 2014): rule-based, fast, no model to load.
 
-use throughline_proto::feedback::v1::{Sentiment, SentimentLabel};
+use throughline_proto::feedback::v1::Sentiment;
 
 use super::SentimentAnalyser;
 
@@ -32,16 +32,9 @@ impl SentimentAnalyser for Vader {
             .get("compound")
             .copied()
             .unwrap_or(0.0);
-        let label = if score >= 0.05 {
-            SentimentLabel::Positive
-        } else if score <= -0.05 {
-            SentimentLabel::Negative
-        } else {
-            SentimentLabel::Neutral
-        };
         Sentiment {
             score,
-            label: label as i32,
+            label: super::label_of(score) as i32,
         }
     }
 }
