@@ -128,6 +128,11 @@ database:
   acquire_timeout: {{ $c.database.acquireTimeout | quote }}
   # Migrations run in the chart's pre-install/pre-upgrade Job, once, not in every replica.
   migrate_on_start: false
+feedback:
+  fatigue_interval: {{ $c.feedback.fatigueInterval | quote }}
+  invitation_ttl: {{ $c.feedback.invitationTtl | quote }}
+  survey_base_url: {{ $c.feedback.surveyBaseUrl | quote }}
+  min_sample_size: {{ $c.feedback.minSampleSize }}
 auth:
   {{- with .Values.auth.publicKeys.keys }}
   public_key_files:
