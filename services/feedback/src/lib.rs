@@ -14,6 +14,7 @@
 
 mod api;
 mod filter;
+mod metrics;
 mod migration;
 mod store;
 pub mod text;
