@@ -29,12 +29,13 @@ use throughline_runtime::sql::Sql;
 use throughline_runtime::time::{now_us, timestamp, timestamp_us};
 use throughline_runtime::{Error, FieldViolation};
 
+use crate::Service;
 use crate::api::resource_id;
 use crate::recipient::normalise_address;
 use crate::send::status_event;
 use crate::store::messages::{self, Change, MESSAGE_COLUMNS, MESSAGES, MessageRow, Update};
 use crate::store::suppressions::{self, SuppressionRow};
-use crate::{Service, peer};
+use throughline_runtime::peers as peer;
 
 /// Replies that unsubscribe (the keywords carriers require for SMS).
 const STOP_KEYWORDS: [&str; 6] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"];

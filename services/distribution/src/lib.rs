@@ -15,12 +15,10 @@
 
 mod api;
 mod backoff;
-mod cache;
 mod delivery;
 mod inbound;
 mod inbound_http;
 mod migration;
-mod peer;
 mod policy;
 pub mod provider;
 mod recipient;
@@ -39,6 +37,7 @@ use throughline_proto::distribution::v1::distribution_service_server::Distributi
 use throughline_proto::distribution::v1::{ContactPolicy, Template};
 use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
+use throughline_runtime::cache::TtlCache;
 use throughline_runtime::config::Validate;
 use throughline_runtime::idempotency::Idempotency;
 use throughline_runtime::peers::Peers;
@@ -117,9 +116,9 @@ pub struct Service {
     /// Started on first use, inside the runtime.
     send_writer: Arc<std::sync::OnceLock<Batcher<send::Accepted, send::Written>>>,
     /// Each tenant's contact policy, read by every send.
-    policies: Arc<cache::TtlCache<String, ContactPolicy>>,
+    policies: Arc<TtlCache<String, ContactPolicy>>,
     /// Templates by tenant and id, read by every send.
-    templates: Arc<cache::TtlCache<(String, String), Option<Template>>>,
+    templates: Arc<TtlCache<(String, String), Option<Template>>>,
 }
 
 impl Service {
@@ -144,8 +143,8 @@ impl Service {
             peers: Peers::default(),
             delivery,
             send_writer: Arc::default(),
-            policies: Arc::new(cache::TtlCache::new(READ_CACHE_TTL)),
-            templates: Arc::new(cache::TtlCache::new(READ_CACHE_TTL)),
+            policies: Arc::new(TtlCache::new(READ_CACHE_TTL)),
+            templates: Arc::new(TtlCache::new(READ_CACHE_TTL)),
         }
     }
 

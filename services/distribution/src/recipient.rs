@@ -13,7 +13,7 @@ use throughline_proto::profile::v1::{GetProfileRequest, Profile, ProfileState};
 use throughline_runtime::peers::Peers;
 use throughline_runtime::{Error, FieldViolation};
 
-use crate::peer;
+use throughline_runtime::peers as peer;
 
 /// The profile service's name among the peers.
 const PROFILE_SERVICE: &str = "profile";

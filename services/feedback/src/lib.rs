@@ -12,11 +12,16 @@
 //!
 //! See docs/feedback.md.
 
+mod answers;
 mod api;
+mod context;
+mod events;
 mod filter;
+mod invite;
 mod metrics;
 mod migration;
 mod store;
+mod submit;
 pub mod text;
 
 use std::sync::Arc;
@@ -31,6 +36,10 @@ use throughline_runtime::events::Outbox;
 use throughline_runtime::idempotency::Idempotency;
 use throughline_runtime::peers::Peers;
 
+pub use events::{
+    PROFILE_EVENT_TYPES, PROFILE_EVENTS_CONSUMER, PROFILE_EVENTS_SOURCE, REPLIES_CONSUMER,
+    REPLIES_SOURCE, REPLY_EVENT_TYPES, profile_events_handler, replies_handler,
+};
 pub use migration::Migrator;
 
 /// The service's name in `server.services`, its configuration section and its table prefix.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod customer;

@@ -7,6 +7,7 @@
 //! neither is not deployed, and callers leave its part out.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -214,5 +215,39 @@ impl Peers {
                 tenant: tenant.map(str::to_owned),
             },
         )))
+    }
+}
+
+/// How long a call to another service may take.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+/// The answer of `service` to `call`: `None` for NOT_FOUND; UNAVAILABLE for what a retry may
+/// cure (the service down, slow, busy); FAILED_PRECONDITION (`PEER_REFUSED`) for a refusal.
+pub async fn call<T>(
+    service: &str,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<Option<T>, Error> {
+    match tokio::time::timeout(DEADLINE, call).await {
+        Ok(Ok(response)) => Ok(Some(response.into_inner())),
+        Ok(Err(status)) => match status.code() {
+            tonic::Code::NotFound => Ok(None),
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Aborted
+            | tonic::Code::Internal
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled => Err(Error::Unavailable(format!(
+                "the {service} service answered {:?}",
+                status.code()
+            ))),
+            code => Err(Error::FailedPrecondition {
+                reason: "PEER_REFUSED",
+                message: format!("the {service} service refused the call: {code:?}"),
+            }),
+        },
+        Err(_) => Err(Error::Unavailable(format!(
+            "the {service} service did not answer within {DEADLINE:?}"
+        ))),
     }
 }

@@ -62,9 +62,39 @@ pub const SERVICES: [ServiceEntry; 5] = [
         migrate: |db| Box::pin(migrate::<throughline_feedback::Migrator>(db)),
         database_url: |config| config.feedback.database_url.as_deref(),
         register: |server, db, config| {
-            server.add_service(
-                throughline_feedback::Service::new(db, config.feedback.clone()).grpc(),
-            );
+            let service = throughline_feedback::Service::new(db.clone(), config.feedback.clone())
+                .with_peers(server.peers().clone())
+                .with_resolver(std::sync::Arc::new(ProfileResolver::new(
+                    server.peers().clone(),
+                )));
+            // Merges, unmerges and erasures reach responses; segment changes feed the segment
+            // breakdown of metrics.
+            server.add_subscription(Subscription {
+                consumer: Consumer::new(
+                    throughline_feedback::NAME,
+                    throughline_feedback::PROFILE_EVENTS_CONSUMER,
+                    db.clone(),
+                ),
+                source: throughline_feedback::PROFILE_EVENTS_SOURCE.to_owned(),
+                event_types: throughline_feedback::PROFILE_EVENT_TYPES
+                    .map(str::to_owned)
+                    .to_vec(),
+                handler: throughline_feedback::profile_events_handler(),
+            });
+            // SMS replies of a bare number answer NPS invitations.
+            server.add_subscription(Subscription {
+                consumer: Consumer::new(
+                    throughline_feedback::NAME,
+                    throughline_feedback::REPLIES_CONSUMER,
+                    db,
+                ),
+                source: throughline_feedback::REPLIES_SOURCE.to_owned(),
+                event_types: throughline_feedback::REPLY_EVENT_TYPES
+                    .map(str::to_owned)
+                    .to_vec(),
+                handler: throughline_feedback::replies_handler(service.clone()),
+            });
+            server.add_service(service.grpc());
         },
     },
     ServiceEntry {

@@ -2,10 +2,10 @@
 //! creating and publishing surveys through the API.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use throughline_harness::{Authenticated, TestSuite, token};
 pub use throughline_harness::violations;
+use throughline_harness::{Authenticated, TestSuite, token};
 use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
@@ -24,7 +24,7 @@ pub async fn client(suite: &TestSuite, tenant: &str) -> Client {
 pub fn text(value: &str) -> LocalizedText {
     LocalizedText {
         text: value.into(),
-        translations: HashMap::new(),
+        translations: BTreeMap::new(),
     }
 }
 
@@ -135,4 +135,78 @@ pub async fn submit(
         })
         .await
         .map(|r| r.into_inner().response.unwrap())
+}
+
+/// The feedback service's own database connection.
+pub async fn database(test_db: &throughline_harness::TestDatabase) -> sea_orm::DatabaseConnection {
+    let config = TestSuite::config(&["feedback"], test_db, &[]);
+    throughline_runtime::db::connect(&config.database, "feedback")
+        .await
+        .unwrap()
+}
+
+/// The events of `event_type` the feedback service emitted for `tenant`, oldest first.
+pub async fn events(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &str,
+    event_type: &str,
+) -> Vec<throughline_proto::event::v1::Event> {
+    use throughline_runtime::events::{Filter, Outbox, Position};
+    Outbox::new("feedback")
+        .read(
+            db,
+            Position::default(),
+            10_000,
+            &Filter {
+                tenant: Some(tenant.into()),
+                event_types: vec![event_type.into()],
+            },
+        )
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|entry| entry.event)
+        .collect()
+}
+
+/// Invites `customer` to `survey` (`surveys/{id}`) without delivery: the caller presents it.
+pub async fn invite(
+    client: &mut Client,
+    survey: &str,
+    customer: CustomerRef,
+    request_id: &str,
+) -> Invitation {
+    client
+        .request_feedback(RequestFeedbackRequest {
+            survey: survey.into(),
+            customer: Some(customer),
+            context: Some(FeedbackContext::default()),
+            request_id: request_id.into(),
+            ..RequestFeedbackRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .invitation
+        .unwrap()
+}
+
+/// Answers an invitation (`invitations/{id}`).
+pub async fn answer(
+    client: &mut Client,
+    invitation: &str,
+    answers: Vec<Answer>,
+    request_id: &str,
+) -> Result<Response, tonic::Status> {
+    submit(
+        client,
+        Response {
+            invitation: invitation.into(),
+            answers,
+            ..Response::default()
+        },
+        request_id,
+    )
+    .await
 }

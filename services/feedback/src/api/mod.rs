@@ -11,6 +11,8 @@ mod themes;
 use throughline_proto::feedback::v1::feedback_service_server::FeedbackService;
 use throughline_proto::feedback::v1::*;
 use throughline_runtime::auth::principal;
+use throughline_runtime::customer::CustomerKey;
+use throughline_runtime::{Error, FieldViolation};
 use tonic::{Request, Response, Status};
 
 use crate::Service;
@@ -24,6 +26,30 @@ pub struct Api {
 impl Api {
     pub fn new(service: Service) -> Self {
         Self { service }
+    }
+
+    /// The profile `customer` resolves to, when the profile service knows it.
+    async fn resolve(&self, tenant: &str, customer: &CustomerKey) -> Result<Option<String>, Error> {
+        Ok(self
+            .service
+            .resolver
+            .resolve(tenant, std::slice::from_ref(customer))
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+}
+
+/// Moves the field violations of `error` into `violations`, so that one answer names every bad
+/// field; other errors are kept as they are (and are never expected from a check).
+fn violations_of(error: Error, violations: &mut Vec<FieldViolation>) -> Error {
+    match error {
+        Error::InvalidArgument(found) => {
+            violations.extend(found);
+            Error::InvalidArgument(Vec::new())
+        }
+        other => other,
     }
 }
 

@@ -115,8 +115,10 @@ impl MigrationTrait for M0001Feedback {
                     .col(integer("survey_version"))
                     // The customer's key (`runtime::customer::CustomerKey`).
                     .col(text("customer"))
-                    // `profiles/{id}` when resolved; empty otherwise.
-                    .col(text("profile")),
+                    // `profiles/{id}` when resolved, following merges; empty otherwise.
+                    .col(text("profile"))
+                    // The profile it was made for, which an unmerge gives it back to.
+                    .col(text("recorded_profile")),
             )
             .col(integer("state"))
             .col(text("state_reason"))
@@ -149,7 +151,8 @@ impl MigrationTrait for M0001Feedback {
                     // Empty for an uninvited response.
                     .col(text("invitation_id"))
                     .col(text("customer"))
-                    .col(text("profile")),
+                    .col(text("profile"))
+                    .col(text("recorded_profile")),
             )
             .col(integer("response_channel"))
             .col(text("language"))
@@ -207,6 +210,7 @@ impl MigrationTrait for M0001Feedback {
                 .col(text("response_id"))
                 .col(text("survey_id"))
                 .col(text("profile"))
+                .col(text("recorded_profile"))
                 .col(text("question_id"))
                 .col(integer("score"))
                 .col(integer("state"))

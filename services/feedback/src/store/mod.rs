@@ -1,5 +1,9 @@
 //! The feedback service's tables. Every query filters by tenant.
 
+pub(crate) mod follow_ups;
+pub(crate) mod identity;
+pub(crate) mod invitations;
+pub(crate) mod responses;
 pub(crate) mod surveys;
 
 use sea_orm::QueryResult;

@@ -1,7 +1,7 @@
-//! A short-lived cache of what every send reads and rarely changes (a tenant's contact policy,
-//! its templates). A change made through this process is seen at once (the entry is dropped);
-//! one made through another replica within `ttl`, at most a second by default. Without it, two
-//! point reads per send would cost more than the send's own (group-committed) write.
+//! A short-lived cache of what hot paths read and rarely changes (a tenant's contact policy, its
+//! templates, a survey's versions). A change made through this process is seen at once (the
+//! entry is dropped); one made through another replica within `ttl`. Without it, point reads
+//! per call would cost more than the call's own write.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 /// entry per active tenant or template).
 const CAPACITY: usize = 10_000;
 
+/// Values by key, each kept for `ttl` after it was read.
 #[derive(Debug)]
-pub(crate) struct TtlCache<K, V> {
+pub struct TtlCache<K, V> {
     ttl: Duration,
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
@@ -28,7 +29,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 
     /// The cached value of `key`, or the one `load` reads (then cached).
-    pub(crate) async fn get_or_load<E, F, Fut>(&self, key: &K, load: F) -> Result<V, E>
+    pub async fn get_or_load<E, F, Fut>(&self, key: &K, load: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
@@ -50,7 +51,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 
     /// Drops `key`, after a change through this process.
-    pub(crate) fn invalidate(&self, key: &K) {
+    pub fn invalidate(&self, key: &K) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(key);
         }
