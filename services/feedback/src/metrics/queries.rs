@@ -66,7 +66,8 @@ pub(crate) struct Query<'a> {
     pub filter: &'a Filter,
     /// Group by this dimension; everything in one group (key "") when `None`.
     pub dimension: Option<MetricDimension>,
-    /// Split into these periods (ordered, contiguous); one period (index 0) when `None`.
+    /// Split into these periods (ordered, contiguous, covering the window); one period (index
+    /// 0) when `None` or when there is only one.
     pub periods: Option<&'a [Period]>,
     /// Count only answers of this kind, and no responses or invitations: what drivers need.
     pub only_kind: Option<MetricKind>,
@@ -148,7 +149,7 @@ fn statement(backend: sea_orm::DbBackend, query: &Query<'_>, table: Table) -> se
         }
     }
     match query.periods {
-        Some(periods) if !periods.is_empty() => {
+        Some(periods) if periods.len() > 1 => {
             sql.push(&period_expression(periods)).push(" AS p, ");
             grouped.push("p");
         }
