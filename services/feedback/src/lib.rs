@@ -18,6 +18,7 @@ mod context;
 mod events;
 mod filter;
 mod invite;
+mod metrics;
 mod migration;
 mod store;
 mod submit;
