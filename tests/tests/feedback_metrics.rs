@@ -11,7 +11,7 @@ mod feedback_support;
 
 use feedback_support::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, violations};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::feedback::v1::*;
 use throughline_proto::google::r#type::Interval;
@@ -232,7 +232,7 @@ on_both_databases!(
         close(interval.lower, 100.0 * (centre - half), 1e-6);
         close(interval.upper, 100.0 * (centre + half), 1e-6);
 
-        let ces = summary.ces.clone().unwrap();
+        let ces = summary.ces.unwrap();
         let n = ces_scores.len() as f64;
         let mean = ces_scores.iter().sum::<i32>() as f64 / n;
         let variance = ces_scores
