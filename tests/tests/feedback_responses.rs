@@ -276,6 +276,29 @@ on_both_databases!(
             .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(reason(&status), "INVITATION_EXPIRED");
+        // It shows as expired, and lists by state as it shows.
+        let shown = client
+            .get_invitation(GetInvitationRequest {
+                name: invitation.name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .invitation
+            .unwrap();
+        assert_eq!(shown.state, InvitationState::Expired as i32);
+        let listed = |state: InvitationState| ListInvitationsRequest {
+            states: vec![state as i32],
+            ..ListInvitationsRequest::default()
+        };
+        let expired = client
+            .list_invitations(listed(InvitationState::Expired))
+            .await;
+        assert_eq!(expired.unwrap().into_inner().invitations, vec![shown]);
+        let pending = client
+            .list_invitations(listed(InvitationState::Pending))
+            .await;
+        assert!(pending.unwrap().into_inner().invitations.is_empty());
         suite.stop().await;
     }
 );

@@ -7,7 +7,7 @@ use throughline_proto::feedback::v1::{Invitation, InvitationDelivery, Invitation
 use throughline_runtime::Error;
 use throughline_runtime::customer::CustomerKey;
 use throughline_runtime::sql::Sql;
-use throughline_runtime::time::{PageToken, timestamp};
+use throughline_runtime::time::{PageToken, now_us, timestamp};
 
 use super::{CONTEXT_COLUMNS, context_from_row, context_values};
 
@@ -40,6 +40,24 @@ impl StoredInvitation {
     }
 }
 
+/// States in which an invitation still waits for answers, until it expires.
+const OPEN: [InvitationState; 3] = [
+    InvitationState::Pending,
+    InvitationState::Sent,
+    InvitationState::PartiallyAnswered,
+];
+
+/// The state an invitation is in at `now`: an open one past its expiry time is expired (no job
+/// has to mark it; lists filter the same way).
+fn shown_state(stored: i32, expire_us: i64, now: i64) -> i32 {
+    let open = OPEN.iter().any(|state| *state as i32 == stored);
+    if open && expire_us <= now {
+        InvitationState::Expired as i32
+    } else {
+        stored
+    }
+}
+
 fn from_row(row: &QueryResult, survey_base_url: &str) -> Result<StoredInvitation, Error> {
     let id: String = row.try_get("", "id")?;
     let survey_id: String = row.try_get("", "survey_id")?;
@@ -61,7 +79,7 @@ fn from_row(row: &QueryResult, survey_base_url: &str) -> Result<StoredInvitation
         customer: Some(customer.to_ref()),
         profile: row.try_get("", "profile")?,
         context: Some(context_from_row(row)?),
-        state: row.try_get("", "state")?,
+        state: shown_state(row.try_get("", "state")?, expire_us, now_us()),
         state_reason: row.try_get("", "state_reason")?,
         language: row.try_get("", "language")?,
         message: row.try_get("", "message")?,
@@ -310,8 +328,36 @@ pub(crate) async fn list(
         };
     }
     if !filter.states.is_empty() {
-        sql.push(" AND state IN ")
-            .bind_list(filter.states.iter().copied());
+        // As shown: an open invitation past its expiry time is expired, not open.
+        let now = now_us();
+        let open = OPEN.map(|state| state as i32);
+        let (listed_open, others): (Vec<i32>, Vec<i32>) =
+            filter.states.iter().partition(|state| open.contains(state));
+        let mut any = " AND (";
+        if !others.is_empty() {
+            sql.push(any)
+                .push("state IN ")
+                .bind_list(others.iter().copied());
+            any = " OR ";
+        }
+        if !listed_open.is_empty() {
+            sql.push(any)
+                .push("(state IN ")
+                .bind_list(listed_open)
+                .push(" AND expire_us > ")
+                .bind(now)
+                .push(")");
+            any = " OR ";
+        }
+        if others.contains(&(InvitationState::Expired as i32)) {
+            sql.push(any)
+                .push("(state IN ")
+                .bind_list(open)
+                .push(" AND expire_us <= ")
+                .bind(now)
+                .push(")");
+        }
+        sql.push(")");
     }
     if let Some(token) = after {
         sql.after_page("create_us", token);
