@@ -11,6 +11,7 @@ pub mod distribution;
 pub mod echo;
 mod error;
 pub mod events;
+pub mod feedback;
 pub mod interaction;
 pub mod load;
 pub mod memory;

@@ -69,6 +69,10 @@ enum ScenarioName {
     /// Sends accepted, messages delivered to a local HTTP provider, and a provider rate limit,
     /// PostgreSQL.
     Distribution,
+    /// GetMetrics by channel for one survey over a million seeded responses, PostgreSQL.
+    FeedbackMetrics,
+    /// SubmitResponse throughput, PostgreSQL.
+    FeedbackSubmit,
 }
 
 impl ScenarioName {
@@ -80,6 +84,8 @@ impl ScenarioName {
             Self::InteractionIngest => unreachable!("interaction-ingest runs on its own"),
             Self::Events => unreachable!("events runs on its own"),
             Self::Distribution => unreachable!("distribution runs on its own"),
+            Self::FeedbackMetrics => unreachable!("feedback-metrics runs on its own"),
+            Self::FeedbackSubmit => unreachable!("feedback-submit runs on its own"),
             Self::InteractionTimeline => interaction::timeline_scenario(),
             Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
@@ -159,6 +165,21 @@ async fn run(args: &Args, cores: usize) -> Result<(), throughline_bench::BenchEr
                 humantime::format_duration(config.duration)
             );
             throughline_bench::distribution::distribution_bench(&config).await?;
+            continue;
+        }
+        if name == ScenarioName::FeedbackMetrics {
+            eprintln!("running feedback-metrics (seeds a million responses first)");
+            throughline_bench::feedback::metrics_bench().await?;
+            continue;
+        }
+        if name == ScenarioName::FeedbackSubmit {
+            eprintln!(
+                "running feedback-submit ({} callers over {} connections, {} measured)",
+                config.callers,
+                config.connections,
+                humantime::format_duration(config.duration)
+            );
+            throughline_bench::feedback::submit_bench(&config).await?;
             continue;
         }
         let scenario = name.build(args);

@@ -72,7 +72,7 @@ pub(crate) async fn invite(
         return finish(service, tenant, existing).await;
     }
     let survey = match service
-        .published_survey(tenant, &invite.survey_id, 0)
+        .published_survey(db, tenant, &invite.survey_id, 0)
         .await?
     {
         Lookup::Missing => return Err(Error::NotFound(survey_name(&invite.survey_id))),
@@ -199,7 +199,12 @@ async fn finish(
         return Ok(stored.invitation);
     }
     let survey_display_name = match service
-        .published_survey(tenant, &stored.survey_id, stored.invitation.survey_version)
+        .published_survey(
+            &service.db,
+            tenant,
+            &stored.survey_id,
+            stored.invitation.survey_version,
+        )
         .await?
     {
         Lookup::Found(found) => found.survey.display_name,

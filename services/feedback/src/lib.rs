@@ -147,16 +147,19 @@ impl Service {
         self
     }
 
-    /// Version `version` of a survey (0: the latest), as of at most a second ago.
+    /// Version `version` of a survey (0: the latest), as of at most a second ago, read through
+    /// `db` when not cached: a caller inside a transaction passes it, so that a burst of calls
+    /// never waits for a second pooled connection while holding one.
     async fn published_survey(
         &self,
+        db: &impl sea_orm::ConnectionTrait,
         tenant: &str,
         id: &str,
         version: i32,
     ) -> Result<store::surveys::Lookup, throughline_runtime::Error> {
         self.surveys
             .get_or_load(&(tenant.to_owned(), id.to_owned(), version), || {
-                store::surveys::published(&self.db, tenant, id, version)
+                store::surveys::published(db, tenant, id, version)
             })
             .await
     }

@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_feedback;
+mod m0002_metrics;
 
 pub struct Migrator;
 
@@ -11,6 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = throughline_runtime::migration::shared(crate::NAME);
         migrations.push(Box::new(m0001_feedback::M0001Feedback));
+        migrations.push(Box::new(m0002_metrics::M0002Metrics));
         migrations
     }
 

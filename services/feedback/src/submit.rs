@@ -144,8 +144,15 @@ pub(crate) async fn submit(
             )
         }
     };
-    let survey =
-        published_survey(service, tenant, &survey_id, version, invitation.is_none()).await?;
+    let survey = published_survey(
+        service,
+        transaction,
+        tenant,
+        &survey_id,
+        version,
+        invitation.is_none(),
+    )
+    .await?;
     Error::unless_valid(answers::check(&survey, &input.answers))?;
     for answer in &mut input.answers {
         answer.sentiment = match &answer.value {
@@ -276,12 +283,16 @@ fn check_open(invitation: &StoredInvitation, now: i64) -> Result<(), Error> {
 /// invitation may be answered after its survey is archived, until it expires.
 async fn published_survey(
     service: &Service,
+    transaction: &DatabaseTransaction,
     tenant: &str,
     survey_id: &str,
     version: i32,
     uninvited: bool,
 ) -> Result<Survey, Error> {
-    match service.published_survey(tenant, survey_id, version).await? {
+    match service
+        .published_survey(transaction, tenant, survey_id, version)
+        .await?
+    {
         Lookup::Missing if version != 0 => Err(Error::NotFound(format!(
             "version {version} of {}",
             survey_name(survey_id)
