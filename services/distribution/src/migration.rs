@@ -200,27 +200,10 @@ impl MigrationTrait for M0005Messages {
                 .primary_key(&mut primary_key(&["tenant", "provider", "report_key"]))
                 .to_owned(),
         ];
-        for table in tables {
-            manager.create_table(table).await?;
-        }
-        let db = manager.get_connection();
-        for index in INDEXES {
-            db.execute_unprepared(index).await?;
-        }
-        Ok(())
+        throughline_runtime::migration::create_tables(manager, Vec::from(tables), &INDEXES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in TABLES.iter().rev() {
-            manager
-                .drop_table(
-                    Table::drop()
-                        .table(Alias::new(*table))
-                        .if_exists()
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        throughline_runtime::migration::drop_tables(manager, &TABLES).await
     }
 }

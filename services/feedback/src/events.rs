@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
-use prost::Message;
 use sea_orm::DatabaseTransaction;
 use throughline_proto::common::v1::Channel;
 use throughline_proto::event::v1::{
@@ -18,7 +17,7 @@ use throughline_proto::event::v1::{
 use throughline_proto::feedback::v1::answer::Value;
 use throughline_proto::feedback::v1::{Answer, QuestionType, Response};
 use throughline_runtime::Error;
-use throughline_runtime::events::Handler;
+use throughline_runtime::events::{Handler, payload};
 use throughline_runtime::time::{now_us, timestamp_us};
 
 use crate::Service;
@@ -40,14 +39,6 @@ pub const PROFILE_EVENT_TYPES: [&str; 5] = [
 pub const REPLIES_CONSUMER: &str = "feedback-replies";
 pub const REPLIES_SOURCE: &str = "distribution";
 pub const REPLY_EVENT_TYPES: [&str; 1] = ["inbound.received"];
-
-fn payload<M: Message + Default>(event: &Event) -> Result<M, Error> {
-    let data = event
-        .data
-        .as_ref()
-        .ok_or_else(|| Error::internal(format!("{} event without data", event.r#type)))?;
-    M::decode(data.value.as_slice()).map_err(Error::internal)
-}
 
 fn tenant(event: &Event) -> Result<&str, Error> {
     match event.tenant.as_str() {

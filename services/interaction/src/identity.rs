@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
-use prost::Message;
 use throughline_proto::event::v1::{Event, ProfileErased, ProfileMerged, ProfileUnmerged};
 use throughline_runtime::Error;
-use throughline_runtime::events::Handler;
+use throughline_runtime::events::{Handler, payload};
 
 use crate::store::identity;
 use crate::time::{now_us, timestamp_us};
@@ -33,14 +32,6 @@ pub fn profile_event_types() -> Vec<String> {
 /// may also be given an unfiltered stream.
 pub fn profile_events_handler() -> Handler {
     Arc::new(|transaction, event| apply(transaction, event).boxed())
-}
-
-fn payload<M: Message + Default>(event: &Event) -> Result<M, Error> {
-    let data = event
-        .data
-        .as_ref()
-        .ok_or_else(|| Error::internal(format!("{} event without data", event.r#type)))?;
-    M::decode(data.value.as_slice()).map_err(Error::internal)
 }
 
 async fn apply(transaction: &sea_orm::DatabaseTransaction, event: &Event) -> Result<(), Error> {

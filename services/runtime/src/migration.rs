@@ -321,3 +321,35 @@ pub mod columns {
         index.to_owned()
     }
 }
+
+/// Creates `tables`, then runs `indexes` (written out, for descending keys and partial indexes
+/// on both databases): the `up` of a service's own migration.
+pub async fn create_tables(
+    manager: &SchemaManager<'_>,
+    tables: Vec<TableCreateStatement>,
+    indexes: &[&str],
+) -> Result<(), DbErr> {
+    for table in tables {
+        manager.create_table(table).await?;
+    }
+    let db = manager.get_connection();
+    for index in indexes {
+        db.execute_unprepared(index).await?;
+    }
+    Ok(())
+}
+
+/// Drops `tables` in reverse order, those that exist: the `down` of a service's own migration.
+pub async fn drop_tables(manager: &SchemaManager<'_>, tables: &[&str]) -> Result<(), DbErr> {
+    for table in tables.iter().rev() {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new(*table))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -31,7 +31,10 @@ const TABLES: [&str; 9] = [
 ];
 
 /// Indexes written out, for descending keys and partial indexes on both databases.
-const INDEXES: [&str; 13] = [
+const INDEXES: [&str; 14] = [
+    // An SMS reply finds the invitation its message carried.
+    "CREATE INDEX IF NOT EXISTS feedback_invitations_message \
+     ON feedback_invitations (tenant, message) WHERE message <> ''",
     "CREATE UNIQUE INDEX IF NOT EXISTS feedback_invitations_request \
      ON feedback_invitations (tenant, request_id)",
     "CREATE INDEX IF NOT EXISTS feedback_surveys_list \
@@ -245,27 +248,10 @@ impl MigrationTrait for M0001Feedback {
                 ]))
                 .to_owned(),
         ];
-        for table in tables {
-            manager.create_table(table).await?;
-        }
-        let db = manager.get_connection();
-        for index in INDEXES {
-            db.execute_unprepared(index).await?;
-        }
-        Ok(())
+        throughline_runtime::migration::create_tables(manager, Vec::from(tables), &INDEXES).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in TABLES.iter().rev() {
-            manager
-                .drop_table(
-                    Table::drop()
-                        .table(Alias::new(*table))
-                        .if_exists()
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        throughline_runtime::migration::drop_tables(manager, &TABLES).await
     }
 }

@@ -157,11 +157,12 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-/// The invitation `id` of `tenant`.
-pub(crate) async fn find(
+/// The first invitation of `tenant` whose `column` is `value`, newest first.
+async fn find_by(
     db: &impl ConnectionTrait,
     tenant: &str,
-    id: &str,
+    column: &str,
+    value: &str,
     survey_base_url: &str,
 ) -> Result<Option<StoredInvitation>, Error> {
     let mut sql = Sql::new(db.get_database_backend());
@@ -169,12 +170,23 @@ pub(crate) async fn find(
         "SELECT {COLUMNS} FROM feedback_invitations WHERE tenant = "
     ))
     .bind(tenant)
-    .push(" AND id = ")
-    .bind(id);
+    .push(&format!(" AND {column} = "))
+    .bind(value)
+    .push(" ORDER BY create_us DESC LIMIT 1");
     db.query_one_raw(sql.statement())
         .await?
         .map(|row| from_row(&row, survey_base_url))
         .transpose()
+}
+
+/// The invitation `id` of `tenant`.
+pub(crate) async fn find(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    survey_base_url: &str,
+) -> Result<Option<StoredInvitation>, Error> {
+    find_by(db, tenant, "id", id, survey_base_url).await
 }
 
 /// The invitation made by the request `request_id`.
@@ -184,17 +196,7 @@ pub(crate) async fn find_by_request(
     request_id: &str,
     survey_base_url: &str,
 ) -> Result<Option<StoredInvitation>, Error> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "SELECT {COLUMNS} FROM feedback_invitations WHERE tenant = "
-    ))
-    .bind(tenant)
-    .push(" AND request_id = ")
-    .bind(request_id);
-    db.query_one_raw(sql.statement())
-        .await?
-        .map(|row| from_row(&row, survey_base_url))
-        .transpose()
+    find_by(db, tenant, "request_id", request_id, survey_base_url).await
 }
 
 /// Records what became of sending an invitation, if it is still pending.
@@ -230,18 +232,7 @@ pub(crate) async fn find_by_message(
     message: &str,
     survey_base_url: &str,
 ) -> Result<Option<StoredInvitation>, Error> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "SELECT {COLUMNS} FROM feedback_invitations WHERE tenant = "
-    ))
-    .bind(tenant)
-    .push(" AND message = ")
-    .bind(message)
-    .push(" ORDER BY create_us DESC LIMIT 1");
-    db.query_one_raw(sql.statement())
-        .await?
-        .map(|row| from_row(&row, survey_base_url))
-        .transpose()
+    find_by(db, tenant, "message", message, survey_base_url).await
 }
 
 /// The newest invitation sent by message to `profile` that is still open at `now_us`: what a

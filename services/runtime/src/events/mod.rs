@@ -17,7 +17,7 @@ pub(crate) use log_service::listen;
 pub use log_service::{EventLog, FollowOptions, event_log_server};
 pub use nats::{JetStream, NatsOptions};
 pub(crate) use outbox::outbox_table;
-pub use outbox::{Batch, Entry, Filter, Outbox, Position, new_event};
+pub use outbox::{Batch, Entry, Filter, Outbox, Position, new_event, payload};
 pub use relay::{RELAY_CONSUMER, Relay, Round};
 pub(crate) use retention::watermark_table;
 pub use retention::{CURSOR_EXPIRED, check_cursor, prune, watermark};

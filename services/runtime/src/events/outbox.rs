@@ -125,6 +125,15 @@ pub fn new_event<M: Message>(
     }
 }
 
+/// The payload of `event`, a message of `throughline.event.v1`.
+pub fn payload<M: Message + Default>(event: &Event) -> Result<M, Error> {
+    let data = event
+        .data
+        .as_ref()
+        .ok_or_else(|| Error::internal(format!("{} event without data", event.r#type)))?;
+    M::decode(data.value.as_slice()).map_err(Error::internal)
+}
+
 /// The outbox of one service (table `<service>_outbox`).
 #[derive(Debug, Clone)]
 pub struct Outbox {
