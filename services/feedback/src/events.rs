@@ -25,7 +25,7 @@ use crate::store::invitations;
 use crate::store::surveys::{self, Lookup};
 
 /// The consumer of the profile service's events (its cursor is kept under this name).
-pub const PROFILE_EVENTS_CONSUMER: &str = "feedback-identity";
+pub const PROFILE_EVENTS_CONSUMER: &str = "identity";
 pub const PROFILE_EVENTS_SOURCE: &str = "profile";
 pub const PROFILE_EVENT_TYPES: [&str; 5] = [
     "profile.merged",
@@ -36,7 +36,7 @@ pub const PROFILE_EVENT_TYPES: [&str; 5] = [
 ];
 
 /// The consumer of the distribution service's inbound messages.
-pub const REPLIES_CONSUMER: &str = "feedback-replies";
+pub const REPLIES_CONSUMER: &str = "replies";
 pub const REPLIES_SOURCE: &str = "distribution";
 pub const REPLY_EVENT_TYPES: [&str; 1] = ["inbound.received"];
 
