@@ -15,6 +15,7 @@ pub mod feedback;
 pub mod interaction;
 pub mod load;
 pub mod memory;
+pub mod orchestration;
 pub mod profile;
 pub mod report;
 pub mod scenario;

@@ -73,6 +73,9 @@ enum ScenarioName {
     FeedbackMetrics,
     /// SubmitResponse throughput, PostgreSQL.
     FeedbackSubmit,
+    /// The journey engine's timers: lateness, node executions per second, memory with a
+    /// million waiting instances, PostgreSQL.
+    OrchestrationTimers,
 }
 
 impl ScenarioName {
@@ -86,6 +89,7 @@ impl ScenarioName {
             Self::Distribution => unreachable!("distribution runs on its own"),
             Self::FeedbackMetrics => unreachable!("feedback-metrics runs on its own"),
             Self::FeedbackSubmit => unreachable!("feedback-submit runs on its own"),
+            Self::OrchestrationTimers => unreachable!("orchestration-timers runs on its own"),
             Self::InteractionTimeline => interaction::timeline_scenario(),
             Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
@@ -180,6 +184,11 @@ async fn run(args: &Args, cores: usize) -> Result<(), throughline_bench::BenchEr
                 humantime::format_duration(config.duration)
             );
             throughline_bench::feedback::submit_bench(&config).await?;
+            continue;
+        }
+        if name == ScenarioName::OrchestrationTimers {
+            eprintln!("running orchestration-timers (seeds 1.2 million instances)");
+            throughline_bench::orchestration::timers_bench().await?;
             continue;
         }
         let scenario = name.build(args);

@@ -133,6 +133,12 @@ feedback:
   invitation_ttl: {{ $c.feedback.invitationTtl | quote }}
   survey_base_url: {{ $c.feedback.surveyBaseUrl | quote }}
   min_sample_size: {{ $c.feedback.minSampleSize }}
+orchestration:
+  engine:
+    poll_interval: {{ $c.orchestration.engine.pollInterval | quote }}
+    lease: {{ $c.orchestration.engine.lease | quote }}
+    batch_size: {{ $c.orchestration.engine.batchSize }}
+    concurrency: {{ $c.orchestration.engine.concurrency }}
 auth:
   {{- with .Values.auth.publicKeys.keys }}
   public_key_files:

@@ -30,10 +30,10 @@ use throughline_runtime::time::now_us;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::backoff;
 use crate::provider::{Outgoing, Provider, SendError};
 use crate::send::status_event;
 use crate::store::messages::{Change, MESSAGE_COLUMNS, MESSAGES, MessageRow, Update, apply};
+use throughline_runtime::backoff::backoff;
 
 /// `[distribution.delivery]`
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,7 +14,6 @@
 //! See docs/distribution.md.
 
 mod api;
-mod backoff;
 mod delivery;
 mod inbound;
 mod inbound_http;

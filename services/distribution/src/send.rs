@@ -15,12 +15,12 @@ use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
 use throughline_runtime::db::write_transaction;
 use throughline_runtime::events::{Outbox, new_event};
+use throughline_runtime::local_time::quiet_hours_end;
 use throughline_runtime::time::{now_us, timestamp};
 use tonic::Status;
 
 use crate::policy::{
     budget_exempt, consent_allows, limit_key, matching_limits, may_bypass_quiet_hours, period_of,
-    quiet_hours_end,
 };
 use crate::recipient::Audience;
 use crate::store::budget::{self, Counter};

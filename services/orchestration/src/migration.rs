@@ -2,12 +2,16 @@
 
 use sea_orm_migration::prelude::*;
 
+mod m0001_orchestration;
+
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     /// The tables every service has come first; the service's own follow.
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        throughline_runtime::migration::shared(crate::NAME)
+        let mut migrations = throughline_runtime::migration::shared(crate::NAME);
+        migrations.push(Box::new(m0001_orchestration::M0001Orchestration));
+        migrations
     }
 
     /// Each service records its own migrations, so services can be deployed and migrated

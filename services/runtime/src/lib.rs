@@ -2,6 +2,7 @@
 //! the server with its tower stack, authentication and scopes, errors, health and shutdown.
 
 pub mod auth;
+pub mod backoff;
 pub mod batch;
 pub mod cache;
 pub mod client;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod json;
+pub mod local_time;
 pub mod migration;
 pub mod peers;
 pub mod request;

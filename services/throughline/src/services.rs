@@ -102,9 +102,30 @@ pub const SERVICES: [ServiceEntry; 5] = [
         migrate: |db| Box::pin(migrate::<throughline_orchestration::Migrator>(db)),
         database_url: |config| config.orchestration.database_url.as_deref(),
         register: |server, db, config| {
-            server.add_service(
-                throughline_orchestration::Service::new(db, config.orchestration.clone()).grpc(),
-            );
+            let service =
+                throughline_orchestration::Service::new(db.clone(), config.orchestration.clone())
+                    .with_peers(server.peers().clone())
+                    .with_resolver(std::sync::Arc::new(ProfileResolver::new(
+                        server.peers().clone(),
+                    )));
+            // Every other service's events start journeys, end waits, count goals and exits;
+            // they are staged in the service's inbox and applied by its engine.
+            for source in throughline_orchestration::EVENT_SOURCES {
+                server.add_subscription(Subscription {
+                    consumer: Consumer::new(
+                        throughline_orchestration::NAME,
+                        throughline_orchestration::EVENTS_CONSUMER,
+                        db.clone(),
+                    ),
+                    source: source.to_owned(),
+                    event_types: Vec::new(),
+                    handler: throughline_orchestration::events_handler(),
+                });
+            }
+            if let Some(worker) = service.engine_worker() {
+                server.add_worker(worker);
+            }
+            server.add_service(service.grpc());
         },
     },
     ServiceEntry {

@@ -20,7 +20,7 @@ use super::WebhookOptions;
 use super::cloudevent;
 use super::guard::{self, GuardedResolver, Policy};
 use super::store::{self, Attempted, DeliveryRow};
-use crate::backoff::backoff;
+use throughline_runtime::backoff::backoff;
 
 /// The worker's HTTP client and options.
 #[derive(Debug)]

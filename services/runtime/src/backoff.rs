@@ -1,4 +1,4 @@
-//! Retry delays shared by message delivery and webhook delivery.
+//! Retry delays: message delivery, webhook delivery and journey steps calling other services.
 
 use std::time::Duration;
 
@@ -6,7 +6,7 @@ use rand::Rng;
 
 /// The delay before attempt `attempt + 1`: `base × 2^(attempt−1)`, at most `max`, of which a
 /// random half to all (jitter spreads retries of a burst over time).
-pub(crate) fn backoff(base: Duration, max: Duration, attempt: i32) -> Duration {
+pub fn backoff(base: Duration, max: Duration, attempt: i32) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1))
         .unwrap_or(0)
         .min(20);
