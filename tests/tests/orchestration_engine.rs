@@ -8,8 +8,6 @@ mod orchestration_engine_support;
 
 use orchestration_engine_support::*;
 use throughline_harness::{TestDatabase, on_both_databases, token, violations};
-use throughline_proto::common::v1::Direction;
-use throughline_proto::interaction::v1::{Interaction, RecordInteractionRequest};
 use throughline_proto::orchestration::v1::*;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -20,22 +18,6 @@ fn reason(status: &tonic::Status) -> String {
         .error_info()
         .map(|info| info.reason.clone())
         .unwrap_or_default()
-}
-
-fn struct_of(pairs: &[(&str, &str)]) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: pairs
-            .iter()
-            .map(|(key, value)| {
-                (
-                    (*key).to_owned(),
-                    prost_types::Value {
-                        kind: Some(prost_types::value::Kind::StringValue((*value).to_owned())),
-                    },
-                )
-            })
-            .collect(),
-    }
 }
 
 on_both_databases!(
@@ -373,23 +355,6 @@ on_both_databases!(
         suite.stop().await;
     }
 );
-
-fn record(customer: &str, id: &str, kind: &str, answer: &str) -> RecordInteractionRequest {
-    RecordInteractionRequest {
-        interaction_id: id.into(),
-        interaction: Some(Interaction {
-            customer: Some(profile(customer)),
-            channel: throughline_proto::common::v1::Channel::Web as i32,
-            direction: Direction::Inbound as i32,
-            r#type: kind.into(),
-            occur_time: Some(throughline_runtime::time::timestamp(
-                throughline_runtime::time::now_us(),
-            )),
-            attributes: Some(struct_of(&[("answer", answer)])),
-            ..Interaction::default()
-        }),
-    }
-}
 
 on_both_databases!(
     events_start_instances_end_waits_count_goals_and_exit,

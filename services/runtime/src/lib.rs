@@ -16,6 +16,7 @@ pub mod json;
 pub mod local_time;
 pub mod migration;
 pub mod peers;
+pub mod proportion;
 pub mod request;
 pub mod server;
 pub mod shutdown;

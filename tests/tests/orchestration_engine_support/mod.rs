@@ -10,8 +10,9 @@ use throughline_orchestration::Clock;
 use throughline_proto::common::v1::channel_selector::Selector;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{
-    Channel, ChannelSelector, CustomerRef, Identifier, IdentifierType, Purpose,
+    Channel, ChannelSelector, CustomerRef, Direction, Identifier, IdentifierType, Purpose,
 };
+use throughline_proto::interaction::v1::{Interaction, RecordInteractionRequest};
 use throughline_proto::orchestration::v1::orchestration_service_client::OrchestrationServiceClient;
 use throughline_proto::orchestration::v1::*;
 
@@ -261,4 +262,38 @@ pub fn outcomes(instance: &JourneyInstance) -> Vec<String> {
 /// Moves the clock and gives the engine a moment to notice that nothing else is due.
 pub async fn advance(clock: &Clock, secs: i64) {
     clock.advance(Duration::from_secs(u64::try_from(secs).unwrap()));
+}
+
+pub fn struct_of(pairs: &[(&str, &str)]) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: pairs
+            .iter()
+            .map(|(key, value)| {
+                (
+                    (*key).to_owned(),
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StringValue((*value).to_owned())),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// An inbound web interaction of `kind` by `customer` (a profile name) with an `answer`.
+pub fn record(customer: &str, id: &str, kind: &str, answer: &str) -> RecordInteractionRequest {
+    RecordInteractionRequest {
+        interaction_id: id.into(),
+        interaction: Some(Interaction {
+            customer: Some(profile(customer)),
+            channel: Channel::Web as i32,
+            direction: Direction::Inbound as i32,
+            r#type: kind.into(),
+            occur_time: Some(throughline_runtime::time::timestamp(
+                throughline_runtime::time::now_us(),
+            )),
+            attributes: Some(struct_of(&[("answer", answer)])),
+            ..Interaction::default()
+        }),
+    }
 }

@@ -4,10 +4,7 @@
 //!
 //! Everything works on counts per score, which is all SQL hands back: no answer rows reach Rust.
 
-/// The confidence level of every interval.
-pub(crate) const LEVEL: f64 = 0.95;
-/// The standard normal quantile of 0.975: a two-sided 95% interval.
-pub(crate) const Z_95: f64 = 1.959_963_984_540_054;
+pub(crate) use throughline_runtime::proportion::{LEVEL, Z_95, wilson};
 
 /// The CES scale: 1 (no effort) to 7.
 const CES_MIN: f64 = 1.0;
@@ -135,17 +132,6 @@ pub(crate) fn csat(counts: &CsatCounts) -> Option<Csat> {
         satisfied,
         count,
     })
-}
-
-/// The Wilson score interval of `successes` out of `n` (n > 0), as proportions.
-pub(crate) fn wilson(successes: i64, n: i64) -> (f64, f64) {
-    let n = n as f64;
-    let p = successes as f64 / n;
-    let z2 = Z_95 * Z_95;
-    let denominator = 1.0 + z2 / n;
-    let centre = (p + z2 / (2.0 * n)) / denominator;
-    let half = Z_95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -128,7 +128,12 @@ impl Api {
         Error::unless_valid(found)
     }
 
-    async fn stored(&self, tenant: &str, name: &str, field: &str) -> Result<Stored, Error> {
+    pub(super) async fn stored(
+        &self,
+        tenant: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<Stored, Error> {
         let id = resource_id(name, "journeys", field)?;
         store::get(self.service.db(), tenant, id)
             .await?

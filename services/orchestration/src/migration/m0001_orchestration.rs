@@ -106,7 +106,7 @@ impl MigrationTrait for M0001Orchestration {
                 // Who the instance is about for matching events and for policies.
                 .col(text("customer"))
                 .col(integer("state"))
-                // The node the instance is at; empty once ended.
+                // The node the instance is at, or ended at.
                 .col(text("node"))
                 // When the engine runs it next; NULL once ended.
                 .col(nullable_bigint("wake_us"))
