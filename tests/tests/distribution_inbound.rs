@@ -157,7 +157,11 @@ async fn post(
         .header("Webhook-Timestamp", timestamp.to_string())
         .header(
             "Webhook-Signature",
-            throughline_distribution::sign(secret.as_bytes(), timestamp, body.as_bytes()),
+            throughline_runtime::outbound::signature::sign(
+                secret.as_bytes(),
+                timestamp,
+                body.as_bytes(),
+            ),
         )
         .body(body.to_owned())
         .send()

@@ -130,7 +130,12 @@ fn verified(
     if age > tolerance.as_secs() {
         return Err("stale Webhook-Timestamp");
     }
-    if crate::signature::verify(secret.as_bytes(), timestamp, signature, body) {
+    if throughline_runtime::outbound::signature::verify(
+        secret.as_bytes(),
+        timestamp,
+        signature,
+        body,
+    ) {
         Ok(())
     } else {
         Err("bad signature")
@@ -295,7 +300,7 @@ mod tests {
             "webhook-timestamp",
             now.to_string().parse().unwrap_or_else(|_| unreachable!()),
         );
-        let signature = crate::signature::sign(b"s3cret", now, body);
+        let signature = throughline_runtime::outbound::signature::sign(b"s3cret", now, body);
         headers.insert(
             "webhook-signature",
             signature.parse().unwrap_or_else(|_| unreachable!()),
@@ -311,7 +316,7 @@ mod tests {
         );
         headers.insert(
             "webhook-signature",
-            crate::signature::sign(b"s3cret", old, body)
+            throughline_runtime::outbound::signature::sign(b"s3cret", old, body)
                 .parse()
                 .unwrap_or_else(|_| unreachable!()),
         );

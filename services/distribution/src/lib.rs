@@ -22,7 +22,6 @@ mod policy;
 pub mod provider;
 mod recipient;
 mod send;
-mod signature;
 mod store;
 pub mod template;
 mod webhooks;
@@ -45,7 +44,6 @@ use throughline_runtime::server::Worker;
 use delivery::Delivery;
 pub use delivery::DeliveryOptions;
 pub use inbound_http::InboundOptions;
-pub use signature::{sign, verify};
 
 pub use migration::Migrator;
 pub use webhooks::{

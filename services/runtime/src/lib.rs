@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod json;
 pub mod local_time;
 pub mod migration;
+pub mod outbound;
 pub mod peers;
 pub mod proportion;
 pub mod request;

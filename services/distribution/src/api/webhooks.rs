@@ -7,8 +7,9 @@ use throughline_runtime::time::PageToken;
 use throughline_runtime::{Error, FieldViolation};
 
 use super::{Api, UpdateMask, is_resource_id, page_size, resource_id};
+use crate::webhooks::is_event_type;
 use crate::webhooks::store::{self, SubscriptionRow, subscription_name};
-use crate::webhooks::{guard, is_event_type};
+use throughline_runtime::outbound::guard;
 
 const COLLECTION: &str = "webhookSubscriptions";
 

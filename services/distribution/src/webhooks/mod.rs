@@ -6,10 +6,10 @@
 //!   consumer's transaction, once per (subscription, event).
 //! - `worker`: claims due deliveries with leases, signs and POSTs them, retries with backoff,
 //!   and disables a subscription that keeps failing.
-//! - `guard`: the SSRF guard on subscription URLs, at save time and at each delivery.
+//! - `runtime::outbound::guard`: the SSRF guard on subscription URLs, at save time and at each
+//!   delivery.
 
 pub(crate) mod cloudevent;
-pub(crate) mod guard;
 pub(crate) mod store;
 pub(crate) mod worker;
 
@@ -24,6 +24,7 @@ use throughline_proto::distribution::v1::WebhookDeliveryState;
 use throughline_proto::event::v1::Event;
 use throughline_runtime::Error;
 use throughline_runtime::events::{Consumer, Handler, Subscription};
+use throughline_runtime::outbound::guard::Policy;
 use throughline_runtime::time::now_us;
 
 /// The consumer that fans events out to webhook subscriptions.
@@ -119,8 +120,8 @@ impl WebhookOptions {
         problems
     }
 
-    pub(crate) fn policy(&self) -> guard::Policy {
-        guard::Policy {
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
             allow_http: self.allow_http,
             allow_private_addresses: self.allow_private_addresses,
         }

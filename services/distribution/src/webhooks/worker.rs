@@ -12,13 +12,13 @@ use sea_orm::DatabaseConnection;
 use throughline_proto::distribution::v1::WebhookDeliveryState;
 use throughline_proto::event::v1::Event;
 use throughline_runtime::Error;
+use throughline_runtime::outbound::{self, guard, signature};
 use throughline_runtime::time::now_us;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::WebhookOptions;
 use super::cloudevent;
-use super::guard::{self, GuardedResolver, Policy};
 use super::store::{self, Attempted, DeliveryRow};
 use throughline_runtime::backoff::backoff;
 
@@ -33,50 +33,10 @@ fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
-/// TLS through rustls on ring with the system's roots.
-fn tls() -> Result<rustls::ClientConfig, Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "webhooks: a system root certificate did not load");
-    }
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        tracing::warn!("webhooks: no system root certificates; https deliveries will fail");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(Error::internal)?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(config)
-}
-
 impl Worker {
     pub(crate) fn new(options: WebhookOptions) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls()?)
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private_addresses: options.allow_private_addresses,
-            }))
-            // A redirect could lead anywhere, past the guard: the endpoint must answer itself.
-            .redirect(reqwest::redirect::Policy::none())
-            // Environment proxies would decide where a customer's URL is fetched from.
-            .no_proxy()
-            .timeout(options.timeout)
-            .user_agent("Throughline-Webhooks/1")
-            .build()
-            .map_err(Error::internal)?;
+        let client = outbound::client("Throughline-Webhooks/1", options.timeout, options.policy())?;
         Ok(Self { options, client })
-    }
-
-    fn policy(&self) -> Policy {
-        Policy {
-            allow_http: self.options.allow_http,
-            allow_private_addresses: self.options.allow_private_addresses,
-        }
     }
 
     /// Claims and delivers until `stopping`; attempts in flight finish first.
@@ -201,14 +161,13 @@ impl Worker {
         event: &Event,
     ) -> (i32, String) {
         // Checked again now: the name may point elsewhere than when the URL was saved.
-        let url = match guard::check(&subscription.url, self.policy()).await {
+        let url = match guard::check(&subscription.url, self.options.policy()).await {
             Ok(url) => url,
             Err(reason) => return (0, format!("the URL was refused: it {reason}")),
         };
         let body = cloudevent::body(event);
         let timestamp = chrono::Utc::now().timestamp();
-        let signature =
-            crate::signature::sign(subscription.signing_secret.as_bytes(), timestamp, &body);
+        let signature = signature::sign(subscription.signing_secret.as_bytes(), timestamp, &body);
         let response = self
             .client
             .post(url)

@@ -1,5 +1,5 @@
-//! The one signature scheme of HTTP calls in both directions: webhooks this service sends and
-//! callbacks providers send it. Headers `Webhook-Timestamp: <unix seconds>` and
+//! The one signature scheme of HTTP calls in both directions: webhooks Throughline sends
+//! (subscriptions, journey webhook nodes) and callbacks providers send it. Headers `Webhook-Timestamp: <unix seconds>` and
 //! `Webhook-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`; several `v1=`
 //! values may be sent while a secret rotates.
 

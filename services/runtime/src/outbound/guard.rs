@@ -2,10 +2,10 @@
 //! (loopback, private ranges, link-local such as the cloud metadata address 169.254.169.254,
 //! unique-local, CGNAT, multicast, unspecified) unless the configuration allows it.
 //!
-//! URLs are checked when a subscription is created or updated, and again at each delivery:
-//! the HTTP client resolves names through [`GuardedResolver`], so the addresses checked are
-//! the addresses connected to, and a name re-pointed at a private address after the check
-//! (DNS rebinding) is refused too.
+//! URLs are checked when they are saved (a webhook subscription, a journey's webhook node) and
+//! again at each call: the HTTP client resolves names through [`GuardedResolver`], so the
+//! addresses checked are the addresses connected to, and a name re-pointed at a private
+//! address after the check (DNS rebinding) is refused too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -13,18 +13,18 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// How long resolving a subscription's host may take.
+/// How long resolving a host may take.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the guard lets through (`[distribution.webhooks]`).
+/// What the guard lets through (from the calling service's configuration).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy {
+pub struct Policy {
     pub allow_http: bool,
     pub allow_private_addresses: bool,
 }
 
 /// Whether `ip` is an address of the platform's own network rather than the internet.
-pub(crate) fn is_forbidden(ip: IpAddr) -> bool {
+pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => forbidden_v6(v6),
@@ -77,8 +77,8 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
 }
 
-/// Parses a subscription URL and checks its scheme and shape (not its addresses).
-pub(crate) fn parse(url: &str, policy: Policy) -> Result<Url, String> {
+/// Parses an outbound URL and checks its scheme and shape (not its addresses).
+pub fn parse(url: &str, policy: Policy) -> Result<Url, String> {
     if url.is_empty() {
         return Err("is required".into());
     }
@@ -102,7 +102,7 @@ pub(crate) fn parse(url: &str, policy: Policy) -> Result<Url, String> {
 
 /// Checks a URL as [`parse`] does and, unless private addresses are allowed, that none of the
 /// addresses its host resolves to is forbidden. The error says why, for a field violation.
-pub(crate) async fn check(url: &str, policy: Policy) -> Result<Url, String> {
+pub async fn check(url: &str, policy: Policy) -> Result<Url, String> {
     let parsed = parse(url, policy)?;
     if policy.allow_private_addresses {
         return Ok(parsed);
@@ -143,7 +143,7 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
 
 /// The HTTP client's resolver: refuses a name any of whose addresses is forbidden.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct GuardedResolver {
+pub struct GuardedResolver {
     pub allow_private_addresses: bool,
 }
 
