@@ -39,7 +39,7 @@ use throughline_runtime::idempotency::Idempotency;
 use throughline_runtime::peers::Peers;
 
 pub use clock::Clock;
-pub use engine::webhook::WebhookOptions;
+pub use engine::webhook::{Credential, WebhookOptions};
 pub use inbox::{EVENT_SOURCES, EVENTS_CONSUMER, events_handler};
 pub use migration::Migrator;
 
@@ -143,6 +143,7 @@ pub struct Service {
     outbox: Outbox,
     peers: Peers,
     resolver: Arc<dyn ResolveProfiles>,
+    webhooks: engine::webhook::Webhooks,
     /// Published versions by tenant, journey and version: immutable, read by every step.
     versions: Arc<TtlCache<(String, String, i32), Arc<JourneyDefinition>>>,
 }
@@ -152,6 +153,7 @@ impl Service {
     pub fn new(db: DatabaseConnection, options: Options) -> Self {
         Self {
             db,
+            webhooks: engine::webhook::Webhooks::new(options.webhooks.clone()),
             options,
             idempotency: Idempotency::new(NAME),
             outbox: Outbox::new(NAME),

@@ -124,6 +124,12 @@ impl Api {
                 )
                 .await?,
             );
+            found.extend(
+                self.service
+                    .webhooks
+                    .check(definition, "journey.definition")
+                    .await,
+            );
         }
         Error::unless_valid(found)
     }
