@@ -1,11 +1,12 @@
 //! `throughline`: serve any subset of the services, migrate them, inspect the configuration,
-//! issue development tokens.
+//! issue development tokens, apply journeys kept as YAML.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 mod events;
+mod journeys;
 
 use clap::{Args, Parser, Subcommand};
 use throughline::app;
@@ -43,6 +44,26 @@ enum Command {
     /// Inspect the services' event logs.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Journeys kept as YAML files.
+    #[command(subcommand)]
+    Journeys(JourneysCommand),
+}
+
+#[derive(Subcommand)]
+enum JourneysCommand {
+    /// Create or update each journey of the files and publish it when its draft changed;
+    /// applying the same files again changes nothing.
+    Apply {
+        /// A YAML file of journeys, or a directory of them; repeat for more.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// The server hosting the orchestration service.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// A bearer token with orchestration:write and orchestration:admin (to publish).
+        #[arg(long, env = "THROUGHLINE_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,7 +155,9 @@ fn main() -> ExitCode {
             overrides
         }
         Command::Migrate(services) => service_overrides(services),
-        Command::Config(_) | Command::Token(_) | Command::Events(_) => Vec::new(),
+        Command::Config(_) | Command::Token(_) | Command::Events(_) | Command::Journeys(_) => {
+            Vec::new()
+        }
     };
     let config = match load_config(&cli, overrides) {
         Ok(config) => config,
@@ -182,6 +205,11 @@ fn main() -> ExitCode {
             from,
             token,
         }) => run_async(events::tail(endpoint, token, source, types, from)),
+        Command::Journeys(JourneysCommand::Apply {
+            files,
+            endpoint,
+            token,
+        }) => run_async(journeys::apply(endpoint, token, files)),
         Command::Serve(_) => run_async(serve(config)),
         Command::Migrate(_) => run_async(migrate(config)),
     }
