@@ -246,7 +246,7 @@ pub async fn timers_bench() -> Result<(), BenchError> {
         &db,
         "late-",
         TIMERS,
-        &format!("{due_from} + g * {SPREAD_US} / {TIMERS}"),
+        &format!("{due_from} + CAST(g AS BIGINT) * {SPREAD_US} / {TIMERS}"),
     )
     .await?;
     drained(&db, "late-").await?;
