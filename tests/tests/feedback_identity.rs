@@ -212,6 +212,29 @@ on_both_databases!(
         .await;
         assert!(responses_of(&mut client, "known").await.is_empty());
         assert_eq!(responses_of(&mut client, "anon").await, vec![anon]);
+        // Metrics stop counting what was erased.
+        let now = throughline_runtime::time::now_us();
+        let day = 86_400_000_000;
+        let counted = client
+            .get_metrics(GetMetricsRequest {
+                filter: Some(MetricFilter {
+                    time_range: Some(throughline_proto::google::r#type::Interval {
+                        start_time: Some(throughline_runtime::time::timestamp(now - day)),
+                        end_time: Some(throughline_runtime::time::timestamp(now + day)),
+                    }),
+                    ..MetricFilter::default()
+                }),
+                ..GetMetricsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .overall
+            .unwrap();
+        assert_eq!(
+            counted.response_count, 1,
+            "only the anonymous response is left"
+        );
         for table in [
             "feedback_scores",
             "feedback_texts",

@@ -139,7 +139,8 @@ async fn post_call_survey(test_db: &TestDatabase, tenant: &str) {
     }
 }
 
-/// Moves response `id` (and its answers) to `create_us`, as if submitted then.
+/// Moves response `id` (and its answers) to `create_us`, as if submitted then. Call
+/// [`recount`] after the last move.
 async fn move_to(db: &DatabaseConnection, id: &str, create_us: i64) {
     for (table, column) in [
         ("feedback_responses", "id"),
@@ -152,6 +153,22 @@ async fn move_to(db: &DatabaseConnection, id: &str, create_us: i64) {
             .await
             .unwrap();
     }
+}
+
+/// Rebuilds the daily counts after rows were changed by hand, as an operator would.
+async fn recount(db: &DatabaseConnection) {
+    throughline_feedback::recount_daily_counts(db)
+        .await
+        .unwrap();
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
 }
 
 on_both_databases!(
@@ -412,6 +429,7 @@ on_both_databases!(
         for (id, time) in ids.iter().zip(times) {
             move_to(&db, id, at(time)).await;
         }
+        recount(&db).await;
         let filter = window(
             at("2026-11-10T00:00:00-05:00"),
             at("2026-11-13T00:00:00-05:00"),
@@ -559,6 +577,90 @@ on_both_databases!(
         vip.segment = "segments/vip".into();
         let only = metrics(&mut client, overall(vip)).await.overall.unwrap();
         assert_eq!(only.response_count, 2);
+    }
+);
+
+on_both_databases!(
+    daily_counts_follow_partial_answers_and_are_folded_without_changing_a_figure,
+    |db: TestDatabase| async move {
+        let suite = TestSuite::start(&["feedback"], &db).await;
+        let mut client = client(&suite, "acme").await;
+        post_call_survey(&db, "acme").await;
+        let first = invite(&mut client, "surveys/post-call", profile("ada"), "i-1").await;
+        invite(&mut client, "surveys/post-call", profile("bob"), "i-2").await;
+        answer(&mut client, &first.name, vec![score("csat", 2)], "a-1")
+            .await
+            .unwrap();
+        // `recent()` holds today whole, read from the daily counts, and the edges of the days
+        // before and after, counted from the rows.
+        let summary = |client: &mut Client| {
+            let mut client = client.clone();
+            async move {
+                metrics(&mut client, overall(recent()))
+                    .await
+                    .overall
+                    .unwrap()
+            }
+        };
+        let partial = summary(&mut client).await;
+        assert_eq!(
+            (
+                partial.invitation_count,
+                partial.response_count,
+                partial.complete_count
+            ),
+            (2, 1, 0)
+        );
+        let csat = partial.csat.unwrap();
+        assert_eq!((csat.count, csat.satisfied), (1, 0));
+
+        // Completing the response replaces what it counted for.
+        answer(
+            &mut client,
+            &first.name,
+            vec![score("nps", 9), score("csat", 5)],
+            "a-2",
+        )
+        .await
+        .unwrap();
+        respond(
+            &mut client,
+            "post-call",
+            "sms",
+            on(Channel::Sms),
+            nps_only(3, 0),
+        )
+        .await;
+        let live = summary(&mut client).await;
+        assert_eq!(
+            (
+                live.invitation_count,
+                live.response_count,
+                live.complete_count
+            ),
+            (2, 4, 4)
+        );
+        let csat = live.csat.unwrap();
+        assert_eq!((csat.count, csat.satisfied), (1, 1));
+        let nps = live.nps.unwrap();
+        assert_eq!((nps.promoters, nps.passives, nps.detractors), (1, 0, 3));
+
+        // The background fold empties the changes into the daily counts; no figure moves.
+        let conn = database(&db).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while count(&conn, "SELECT COUNT(*) FROM feedback_count_changes").await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "changes were not folded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(count(&conn, "SELECT COUNT(*) FROM feedback_daily_counts").await > 0);
+        assert_eq!(summary(&mut client).await, live);
+        // Rebuilding the counts from the rows finds the same figures.
+        recount(&conn).await;
+        assert_eq!(summary(&mut client).await, live);
+        suite.stop().await;
     }
 );
 

@@ -43,6 +43,7 @@ pub use events::{
     REPLIES_SOURCE, REPLY_EVENT_TYPES, profile_events_handler, replies_handler,
 };
 pub use migration::Migrator;
+pub use store::counts::recount as recount_daily_counts;
 
 /// How stale a cached survey may be when another replica published or archived it.
 const SURVEY_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -133,6 +134,13 @@ impl Service {
             sentiment: Arc::new(text::Vader::default()),
             surveys: Arc::new(TtlCache::new(SURVEY_CACHE_TTL)),
         }
+    }
+
+    /// Folds the changes writers append into the daily counts metrics read (see
+    /// `store::counts`); every replica runs one.
+    pub fn counts_worker(&self) -> throughline_runtime::server::Worker {
+        let db = self.db.clone();
+        Box::new(move |stopping| Box::pin(store::counts::fold_worker(db, stopping)))
     }
 
     /// Sends invitations through the distribution service among `peers`.

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_feedback;
 mod m0002_metrics;
+mod m0003_daily_counts;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = throughline_runtime::migration::shared(crate::NAME);
         migrations.push(Box::new(m0001_feedback::M0001Feedback));
         migrations.push(Box::new(m0002_metrics::M0002Metrics));
+        migrations.push(Box::new(m0003_daily_counts::M0003DailyCounts));
         migrations
     }
 

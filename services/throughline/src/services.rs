@@ -94,6 +94,7 @@ pub const SERVICES: [ServiceEntry; 5] = [
                     .to_vec(),
                 handler: throughline_feedback::replies_handler(service.clone()),
             });
+            server.add_worker(service.counts_worker());
             server.add_service(service.grpc());
         },
     },

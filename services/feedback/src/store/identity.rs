@@ -6,6 +6,8 @@ use sea_orm::ConnectionTrait;
 use throughline_runtime::Error;
 use throughline_runtime::sql::Sql;
 
+use super::counts::{self, Counted, Rows};
+
 /// Tables whose rows were made for one profile and remember it in `recorded_profile`.
 const RECORDED: [&str; 3] = [
     "feedback_invitations",
@@ -110,6 +112,21 @@ pub(crate) async fn erase(
         for column in ["profile", "recorded_profile"] {
             if ANSWER_ROWS.contains(table) && column == "recorded_profile" {
                 continue;
+            }
+            let counted = match *table {
+                "feedback_scores" => Some(Counted::Scores),
+                "feedback_responses" => Some(Counted::Responses),
+                "feedback_invitations" => Some(Counted::Invitations),
+                _ => None,
+            };
+            if let Some(counted) = counted {
+                let values: Vec<&str> = profiles.iter().map(String::as_str).collect();
+                let rows = Rows::Where {
+                    tenant,
+                    column,
+                    values: &values,
+                };
+                counts::record(db, -1, &[(counted, rows)]).await?;
             }
             let mut sql = Sql::new(db.get_database_backend());
             sql.push(&format!("DELETE FROM {table} WHERE tenant = "))

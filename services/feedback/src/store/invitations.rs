@@ -9,6 +9,7 @@ use throughline_runtime::customer::CustomerKey;
 use throughline_runtime::sql::Sql;
 use throughline_runtime::time::{PageToken, now_us, timestamp};
 
+use super::counts::{self, Counted, Rows};
 use super::{CONTEXT_COLUMNS, context_from_row, context_values};
 
 const COLUMNS: &str = "id, survey_id, survey_version, customer, profile, interaction, thread, \
@@ -154,7 +155,19 @@ pub(crate) async fn insert(
     ]);
     sql.bind_list(values);
     db.execute_raw(sql.statement()).await?;
-    Ok(())
+    counts::record(db, 1, &[by_id(tenant, &[&stored.id])]).await
+}
+
+/// The invitations of `tenant` among `ids`, for their counts.
+fn by_id<'a>(tenant: &'a str, ids: &'a [&'a str]) -> (Counted, Rows<'a>) {
+    (
+        Counted::Invitations,
+        Rows::Where {
+            tenant,
+            column: "id",
+            values: ids,
+        },
+    )
 }
 
 /// The first invitation of `tenant` whose `column` is `value`, newest first.
@@ -208,6 +221,9 @@ pub(crate) async fn set_outcome(
     reason: &str,
     message: &str,
 ) -> Result<(), Error> {
+    // A throttled or suppressed invitation leaves the response rate's denominator.
+    let ids = [id];
+    counts::record(db, -1, &[by_id(tenant, &ids)]).await?;
     let mut sql = Sql::new(db.get_database_backend());
     sql.push("UPDATE feedback_invitations SET state = ")
         .bind(state as i32)
@@ -222,7 +238,7 @@ pub(crate) async fn set_outcome(
         .push(" AND state = ")
         .bind(InvitationState::Pending as i32);
     db.execute_raw(sql.statement()).await?;
-    Ok(())
+    counts::record(db, 1, &[by_id(tenant, &ids)]).await
 }
 
 /// The invitation that the distribution message `message` (`messages/{id}`) carried.

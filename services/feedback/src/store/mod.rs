@@ -1,5 +1,6 @@
 //! The feedback service's tables. Every query filters by tenant.
 
+pub(crate) mod counts;
 pub(crate) mod follow_ups;
 pub(crate) mod identity;
 pub(crate) mod invitations;

@@ -11,6 +11,7 @@ use throughline_runtime::customer::CustomerKey;
 use throughline_runtime::sql::Sql;
 use throughline_runtime::time::{PageToken, timestamp};
 
+use super::counts::{self, Counted, Rows};
 use super::{CONTEXT_COLUMNS, context_from_row, context_values};
 use crate::answers::ScoreKind;
 
@@ -148,6 +149,29 @@ pub(crate) async fn save(
         .follow_up
         .strip_prefix("followUps/")
         .unwrap_or_default();
+    let ids = [stored.id.as_str()];
+    let counted = [
+        (
+            Counted::Responses,
+            Rows::Where {
+                tenant,
+                column: "id",
+                values: &ids,
+            },
+        ),
+        (
+            Counted::Scores,
+            Rows::Where {
+                tenant,
+                column: "response_id",
+                values: &ids,
+            },
+        ),
+    ];
+    if !is_new {
+        // What the response counted for until now is replaced by what it counts for after.
+        counts::record(db, -1, &counted).await?;
+    }
     let backend = db.get_database_backend();
     let mut sql = Sql::new(backend);
     if is_new {
@@ -205,7 +229,8 @@ pub(crate) async fn save(
             .bind(stored.id.as_str());
     }
     db.execute_raw(sql.statement()).await?;
-    save_answer_rows(db, tenant, stored, survey, &context, is_new).await
+    save_answer_rows(db, tenant, stored, survey, &context, is_new).await?;
+    counts::record(db, 1, &counted).await
 }
 
 async fn save_answer_rows(
