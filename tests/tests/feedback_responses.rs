@@ -37,6 +37,83 @@ fn reason(status: &tonic::Status) -> String {
 }
 
 on_both_databases!(
+    concurrent_submissions_written_together_each_count_once,
+    |db: TestDatabase| async move {
+        let suite = TestSuite::start(&["feedback"], &db).await;
+        let mut client = client(&suite, "acme").await;
+        publish(&mut client, "post-call", survey("Post-call")).await;
+        // 60 submissions at once, each sent twice at the same moment under its request id;
+        // every fifth a detractor, so follow-ups open in the same transactions.
+        let calls = (0..120).map(|call| {
+            let mut client = client.clone();
+            let index = call / 2;
+            async move {
+                let nps = if index % 5 == 0 { 2 } else { 9 };
+                let response = uninvited(
+                    "surveys/post-call",
+                    profile(&format!("c-{index}")),
+                    call_centre(),
+                    vec![score("nps", nps)],
+                );
+                (
+                    index,
+                    submit(&mut client, response, &format!("burst-{index}")).await,
+                )
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut by_request = std::collections::HashMap::new();
+        for (index, answer) in answers {
+            // A twin still in flight may be told to retry; none may fail otherwise.
+            match answer {
+                Ok(response) => {
+                    let first = by_request.entry(index).or_insert_with(|| response.clone());
+                    assert_eq!(*first, response, "both twins get the one response");
+                }
+                Err(status) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+            }
+        }
+        assert_eq!(
+            by_request.len(),
+            60,
+            "every submission answered at least once"
+        );
+
+        // The same request id with a different request is refused.
+        let other = uninvited(
+            "surveys/post-call",
+            profile("someone-else"),
+            call_centre(),
+            vec![score("nps", 10)],
+        );
+        let refused = submit(&mut client, other, "burst-0").await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+
+        let feedback_db = database(&db).await;
+        assert_eq!(
+            events(&feedback_db, "acme", "feedback.responded")
+                .await
+                .len(),
+            60
+        );
+        assert_eq!(
+            events(&feedback_db, "acme", "feedback.detractor")
+                .await
+                .len(),
+            12
+        );
+        let follow_ups = client
+            .list_follow_ups(ListFollowUpsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .follow_ups;
+        assert_eq!(follow_ups.len(), 12);
+        suite.stop().await;
+    }
+);
+
+on_both_databases!(
     uninvited_responses_are_recorded_once_with_sentiment,
     |db: TestDatabase| async move {
         let suite = TestSuite::start(&["feedback"], &db).await;

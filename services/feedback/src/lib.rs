@@ -17,6 +17,7 @@ mod api;
 mod context;
 mod events;
 mod filter;
+mod grouped;
 mod invite;
 mod metrics;
 mod migration;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use throughline_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
+use throughline_runtime::batch::Batcher;
 use throughline_runtime::cache::TtlCache;
 use throughline_runtime::config::Validate;
 use throughline_runtime::customer::{ResolveProfiles, StoreAsGiven};
@@ -119,6 +121,8 @@ pub struct Service {
     /// Published surveys by tenant, id and version (0: the latest), read by every response and
     /// invitation.
     surveys: Arc<TtlCache<(String, String, i32), store::surveys::Lookup>>,
+    /// The group-commit writers of uninvited submissions, started on first use.
+    submissions: Arc<std::sync::OnceLock<Batcher<grouped::Submission, bool>>>,
 }
 
 impl Service {
@@ -133,7 +137,19 @@ impl Service {
             resolver: Arc::new(StoreAsGiven),
             sentiment: Arc::new(text::Vader::default()),
             surveys: Arc::new(TtlCache::new(SURVEY_CACHE_TTL)),
+            submissions: Arc::default(),
         }
+    }
+
+    /// The group-commit writers of uninvited submissions.
+    fn submissions(&self) -> &Batcher<grouped::Submission, bool> {
+        self.submissions.get_or_init(|| {
+            grouped::start_writer(
+                self.db.clone(),
+                self.idempotency.clone(),
+                self.outbox.clone(),
+            )
+        })
     }
 
     /// Folds the changes writers append into the daily counts metrics read (see

@@ -6,7 +6,8 @@
 //! detractor answer opens a follow-up. `feedback.responded` is emitted for every call,
 //! `feedback.detractor` when a follow-up opens, both in the transaction that makes the change.
 
-use sea_orm::DatabaseTransaction;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use throughline_proto::event::v1::Event;
 use throughline_proto::event::v1::{FeedbackDetractor, FeedbackResponded};
 use throughline_proto::feedback::v1::answer::Value;
 use throughline_proto::feedback::v1::{
@@ -94,18 +95,43 @@ pub(crate) async fn submit(
     service: &Service,
     transaction: &DatabaseTransaction,
     tenant: &str,
-    mut input: Response,
+    input: Response,
     respondent: Option<Respondent>,
 ) -> Result<Response, Error> {
+    let prepared = prepare(service, transaction, tenant, input, respondent).await?;
+    write(service, transaction, tenant, prepared).await
+}
+
+/// What a submission writes, worked out before anything is written.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub stored: StoredResponse,
+    pub survey: Survey,
+    /// Whether the response is new (not more answers to an invitation's partial response).
+    pub is_new: bool,
+    /// The follow-up a first detractor answer opens.
+    pub follow_up: Option<FollowUp>,
+    pub events: Vec<Event>,
+    invitation: Option<StoredInvitation>,
+}
+
+/// Reads what `input` needs (its invitation, survey and earlier answers) through `db` and works
+/// out what recording it writes; writes nothing.
+pub(crate) async fn prepare(
+    service: &Service,
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    mut input: Response,
+    respondent: Option<Respondent>,
+) -> Result<Prepared, Error> {
     let now = now_us();
     let invitation = match input.invitation.as_str() {
         "" => None,
         name => {
             let id = resource_id(name, "invitations", "response.invitation")?;
-            let found =
-                invitations::find(transaction, tenant, id, &service.options.survey_base_url)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+            let found = invitations::find(db, tenant, id, &service.options.survey_base_url)
+                .await?
+                .ok_or_else(|| Error::NotFound(name.to_owned()))?;
             Some(found)
         }
     };
@@ -146,7 +172,7 @@ pub(crate) async fn submit(
     };
     let survey = published_survey(
         service,
-        transaction,
+        db,
         tenant,
         &survey_id,
         version,
@@ -162,9 +188,7 @@ pub(crate) async fn submit(
     }
 
     let existing = match &invitation {
-        Some(invitation) => {
-            responses::find_for_invitation(transaction, tenant, &invitation.id).await?
-        }
+        Some(invitation) => responses::find_for_invitation(db, tenant, &invitation.id).await?,
         None => None,
     };
     if let (Some(existing), Some(invitation)) = (&existing, &invitation)
@@ -213,6 +237,7 @@ pub(crate) async fn submit(
     }
 
     let mut events = Vec::new();
+    let mut opened = None;
     if response.follow_up.is_empty()
         && let Some((answer, kind, score)) = answers::detractor_answer(&survey, &response.answers)
     {
@@ -227,12 +252,44 @@ pub(crate) async fn submit(
             create_time: Some(timestamp(now)),
             ..FollowUp::default()
         };
-        crate::store::follow_ups::insert(transaction, tenant, &follow_up).await?;
         response.detractor = true;
         response.follow_up = follow_up.name.clone();
         events.push(detractor_event(
             tenant, response, &follow_up, kind, &context,
         ));
+        opened = Some(follow_up);
+    }
+    events.insert(
+        0,
+        responded_event(tenant, &stored.response, &survey, &context),
+    );
+    Ok(Prepared {
+        stored,
+        survey,
+        is_new,
+        follow_up: opened,
+        events,
+        invitation,
+    })
+}
+
+/// Writes `prepared` through `transaction`; the response as recorded.
+pub(crate) async fn write(
+    service: &Service,
+    transaction: &DatabaseTransaction,
+    tenant: &str,
+    prepared: Prepared,
+) -> Result<Response, Error> {
+    let Prepared {
+        stored,
+        survey,
+        is_new,
+        follow_up,
+        events,
+        invitation,
+    } = prepared;
+    if let Some(follow_up) = &follow_up {
+        crate::store::follow_ups::insert(transaction, tenant, follow_up).await?;
     }
     responses::save(transaction, tenant, &stored, &survey, is_new)
         .await
@@ -251,10 +308,6 @@ pub(crate) async fn submit(
         };
         invitations::set_answered(transaction, tenant, &invitation.id, state, &stored.id).await?;
     }
-    events.insert(
-        0,
-        responded_event(tenant, &stored.response, &survey, &context),
-    );
     service.outbox.append_all(transaction, &events).await?;
     Ok(stored.response)
 }
@@ -283,14 +336,14 @@ fn check_open(invitation: &StoredInvitation, now: i64) -> Result<(), Error> {
 /// invitation may be answered after its survey is archived, until it expires.
 async fn published_survey(
     service: &Service,
-    transaction: &DatabaseTransaction,
+    db: &impl ConnectionTrait,
     tenant: &str,
     survey_id: &str,
     version: i32,
     uninvited: bool,
 ) -> Result<Survey, Error> {
     match service
-        .published_survey(transaction, tenant, survey_id, version)
+        .published_survey(db, tenant, survey_id, version)
         .await?
     {
         Lookup::Missing if version != 0 => Err(Error::NotFound(format!(
@@ -331,7 +384,7 @@ fn responded_event(
     response: &Response,
     survey: &Survey,
     context: &FeedbackContext,
-) -> throughline_proto::event::v1::Event {
+) -> Event {
     let payload = FeedbackResponded {
         response: response.name.clone(),
         survey: response.survey.clone(),
@@ -366,7 +419,7 @@ fn detractor_event(
     follow_up: &FollowUp,
     kind: ScoreKind,
     context: &FeedbackContext,
-) -> throughline_proto::event::v1::Event {
+) -> Event {
     let payload = FeedbackDetractor {
         response: response.name.clone(),
         follow_up: follow_up.name.clone(),

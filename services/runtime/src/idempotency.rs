@@ -27,6 +27,25 @@ pub struct Key<'a> {
     pub request_id: &'a str,
 }
 
+/// The longest `request_id` a key takes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request whose result is known before its key is taken: what
+/// [`Idempotency::record_new`] records.
+#[derive(Debug, Clone)]
+pub struct Finished<'a> {
+    pub key: Key<'a>,
+    /// [`request_hash`] of the request.
+    pub request_hash: Vec<u8>,
+    /// The encoded response.
+    pub response: Vec<u8>,
+}
+
+/// What a key remembers of its request, to tell a retry from another request.
+pub fn request_hash<Req: Message>(request: &Req) -> Vec<u8> {
+    Sha256::digest(request.encode_to_vec()).to_vec()
+}
+
 /// The idempotency keys of one service (table `<service>_idempotency_keys`).
 #[derive(Debug, Clone)]
 pub struct Idempotency {
@@ -78,10 +97,13 @@ impl Idempotency {
         Res: Message + Default,
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<Res, Error>>,
     {
-        if key.request_id.is_empty() || key.request_id.len() > 128 {
-            return Err(Error::invalid("request_id", "must be 1 to 128 characters"));
+        if key.request_id.is_empty() || key.request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(Error::invalid(
+                "request_id",
+                format!("must be 1 to {MAX_REQUEST_ID_LEN} characters"),
+            ));
         }
-        let hash = Sha256::digest(request.encode_to_vec()).to_vec();
+        let hash = request_hash(request);
         match self.claim(db, key, &hash).await? {
             Claim::Replay(bytes) => Res::decode(bytes.as_slice()).map_err(Error::internal),
             Claim::Claimed => {
@@ -103,6 +125,79 @@ impl Idempotency {
                 }
             }
         }
+    }
+
+    /// Takes the keys of `finished` that nobody holds and records their results, in the
+    /// caller's transaction: the group-commit path for work whose effects the caller writes in
+    /// that same transaction. Answers, per entry, whether it was recorded. An entry that was not
+    /// (its key taken before, or by an earlier entry of `finished`) must go through
+    /// [`Idempotency::run`], which replays, refuses or takes over as for any retry.
+    pub async fn record_new<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        finished: &[Finished<'_>],
+    ) -> Result<Vec<bool>, Error> {
+        let now = Utc::now();
+        let mut first = std::collections::HashSet::new();
+        let candidates: Vec<bool> = finished
+            .iter()
+            .map(|entry| first.insert((entry.key.tenant, entry.key.method, entry.key.request_id)))
+            .collect();
+        if first.is_empty() {
+            return Ok(candidates);
+        }
+        let mut insert = Query::insert();
+        insert.into_table(Alias::new(&self.table)).columns(
+            [
+                "tenant",
+                "method",
+                "request_id",
+                "request_hash",
+                "response",
+                "created_at",
+                "expires_at",
+            ]
+            .map(Alias::new),
+        );
+        for (entry, _) in finished.iter().zip(&candidates).filter(|(_, c)| **c) {
+            insert.values_panic([
+                entry.key.tenant.into(),
+                entry.key.method.into(),
+                entry.key.request_id.into(),
+                entry.request_hash.clone().into(),
+                entry.response.clone().into(),
+                now.into(),
+                (now + self.retention).into(),
+            ]);
+        }
+        insert
+            .on_conflict(
+                OnConflict::columns(["tenant", "method", "request_id"].map(Alias::new))
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning(
+                Query::returning().columns(["tenant", "method", "request_id"].map(Alias::new)),
+            );
+        let mut taken = std::collections::HashSet::new();
+        for row in db.query_all(&insert).await? {
+            let tenant: String = row.try_get("", "tenant")?;
+            let method: String = row.try_get("", "method")?;
+            let request_id: String = row.try_get("", "request_id")?;
+            taken.insert((tenant, method, request_id));
+        }
+        Ok(finished
+            .iter()
+            .zip(candidates)
+            .map(|(entry, candidate)| {
+                candidate
+                    && taken.contains(&(
+                        entry.key.tenant.to_owned(),
+                        entry.key.method.to_owned(),
+                        entry.key.request_id.to_owned(),
+                    ))
+            })
+            .collect())
     }
 
     async fn claim(

@@ -1,16 +1,18 @@
 //! Response RPCs: SubmitResponse (idempotent; partial answers kept) and reading responses.
 
 use futures::FutureExt;
+use prost::Message;
 use throughline_proto::feedback::v1::*;
 use throughline_runtime::customer::CustomerKey;
-use throughline_runtime::idempotency::Key;
+use throughline_runtime::idempotency::{Key, MAX_REQUEST_ID_LEN, request_hash};
 use throughline_runtime::request::{channels, page_size, resource_id};
 use throughline_runtime::time::{PageToken, next_page, timestamp_us};
 use throughline_runtime::{Error, FieldViolation};
 
 use super::{Api, violations_of};
+use crate::grouped::{self, Submission};
 use crate::store::responses::{self, ListFilter};
-use crate::submit::{Respondent, check_input, submit};
+use crate::submit::{Respondent, check_input, prepare, submit};
 
 impl Api {
     pub(super) async fn submit_response(
@@ -47,11 +49,18 @@ impl Api {
             }),
             None => None,
         };
+        if input.invitation.is_empty()
+            && let Some(written) = self
+                .submit_grouped(tenant, &request, input.clone(), respondent.clone())
+                .await?
+        {
+            return Ok(written);
+        }
         let service = self.service.clone();
         let owner = tenant.to_owned();
         let key = Key {
             tenant,
-            method: "SubmitResponse",
+            method: grouped::METHOD,
             request_id: &request.request_id,
         };
         self.service
@@ -66,6 +75,40 @@ impl Api {
                 .boxed()
             })
             .await
+    }
+
+    /// An uninvited submission written together with others arriving at the same time, or
+    /// `None` when it must go the usual way: its key was taken (a retry), or it fails before
+    /// anything is written, and the usual way replays a stored result before failing it.
+    async fn submit_grouped(
+        &self,
+        tenant: &str,
+        request: &SubmitResponseRequest,
+        input: Response,
+        respondent: Option<Respondent>,
+    ) -> Result<Option<SubmitResponseResponse>, Error> {
+        let service = &self.service;
+        if request.request_id.len() > MAX_REQUEST_ID_LEN {
+            return Ok(None);
+        }
+        let Ok(prepared) = prepare(service, &service.db, tenant, input, respondent).await else {
+            return Ok(None);
+        };
+        let reply = SubmitResponseResponse {
+            response: Some(prepared.stored.response.clone()),
+        };
+        let written = service
+            .submissions()
+            .load(Submission {
+                tenant: tenant.to_owned(),
+                request_id: request.request_id.clone(),
+                request_hash: request_hash(request),
+                reply: reply.encode_to_vec(),
+                prepared,
+            })
+            .await
+            .map_err(|status| Error::Unavailable(status.message().to_owned()))?;
+        Ok(written.then_some(reply))
     }
 
     pub(super) async fn get_response(

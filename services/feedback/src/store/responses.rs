@@ -120,6 +120,9 @@ pub(crate) async fn find_for_invitation(
         .transpose()
 }
 
+/// A new response to insert: its tenant, the response and the survey version it answers.
+pub(crate) type NewResponse<'a> = (&'a str, &'a StoredResponse, &'a Survey);
+
 /// Inserts `stored` (`is_new`) or replaces its row, then rewrites its score and text rows from
 /// its answers, so that metrics and themes always see the response's current answers.
 pub(crate) async fn save(
@@ -129,60 +132,71 @@ pub(crate) async fn save(
     survey: &Survey,
     is_new: bool,
 ) -> Result<(), Error> {
+    if is_new {
+        return insert_all(db, &[(tenant, stored, survey)]).await;
+    }
     let response = &stored.response;
-    let context = response.context.clone().unwrap_or_default();
-    let answers = Response {
-        answers: response.answers.clone(),
-        ..Response::default()
-    }
-    .encode_to_vec();
-    let update_us = response
-        .update_time
-        .as_ref()
-        .and_then(throughline_runtime::time::timestamp_us)
-        .unwrap_or(stored.create_us);
-    let complete_us = response
-        .complete_time
-        .as_ref()
-        .and_then(throughline_runtime::time::timestamp_us);
-    let follow_up_id = response
-        .follow_up
-        .strip_prefix("followUps/")
-        .unwrap_or_default();
     let ids = [stored.id.as_str()];
-    let counted = [
-        (
-            Counted::Responses,
-            Rows::Where {
-                tenant,
-                column: "id",
-                values: &ids,
-            },
-        ),
-        (
-            Counted::Scores,
-            Rows::Where {
-                tenant,
-                column: "response_id",
-                values: &ids,
-            },
-        ),
-    ];
-    if !is_new {
-        // What the response counted for until now is replaced by what it counts for after.
-        counts::record(db, -1, &counted).await?;
-    }
+    // What the response counted for until now is replaced by what it counts for after.
+    counts::record(db, -1, &counted(tenant, &ids)).await?;
     let backend = db.get_database_backend();
     let mut sql = Sql::new(backend);
-    if is_new {
-        sql.push(&format!(
-            "INSERT INTO feedback_responses (tenant, id, survey_id, survey_version, \
-             invitation_id, customer, profile, recorded_profile, {}, response_channel, language, answers, \
-             complete, detractor, follow_up_id, create_us, update_us, complete_us) VALUES ",
-            CONTEXT_COLUMNS.join(", ")
-        ));
+    sql.push("UPDATE feedback_responses SET answers = ")
+        .bind(answers_bytes(response))
+        .push(", survey_version = ")
+        .bind(response.survey_version)
+        .push(", response_channel = ")
+        .bind(response.response_channel)
+        .push(", language = ")
+        .bind(response.language.as_str())
+        .push(", complete = ")
+        .bind(i32::from(response.complete))
+        .push(", detractor = ")
+        .bind(i32::from(response.detractor))
+        .push(", follow_up_id = ")
+        .bind(follow_up_id(response))
+        .push(", update_us = ")
+        .bind(update_us(stored))
+        .push(", complete_us = ")
+        .bind(complete_us(response))
+        .push(" WHERE tenant = ")
+        .bind(tenant)
+        .push(" AND id = ")
+        .bind(stored.id.as_str());
+    db.execute_raw(sql.statement()).await?;
+    for table in ["feedback_scores", "feedback_texts"] {
+        let mut sql = Sql::new(backend);
+        sql.push(&format!("DELETE FROM {table} WHERE tenant = "))
+            .bind(tenant)
+            .push(" AND response_id = ")
+            .bind(stored.id.as_str());
+        db.execute_raw(sql.statement()).await?;
+    }
+    insert_answer_rows(db, &[(tenant, stored, survey)]).await?;
+    counts::record(db, 1, &counted(tenant, &ids)).await
+}
+
+/// Inserts new responses (of any tenants) with their score and text rows, a statement per
+/// table for all of them: what concurrent submissions written together share.
+pub(crate) async fn insert_all(
+    db: &impl ConnectionTrait,
+    responses: &[NewResponse<'_>],
+) -> Result<(), Error> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push(&format!(
+        "INSERT INTO feedback_responses (tenant, id, survey_id, survey_version, \
+         invitation_id, customer, profile, recorded_profile, {}, response_channel, language, answers, \
+         complete, detractor, follow_up_id, create_us, update_us, complete_us) VALUES ",
+        CONTEXT_COLUMNS.join(", ")
+    ));
+    for (index, (tenant, stored, _)) in responses.iter().enumerate() {
+        let response = &stored.response;
+        let context = response.context.clone().unwrap_or_default();
         let mut values: Vec<sea_orm::Value> = vec![
-            tenant.into(),
+            (*tenant).into(),
             stored.id.clone().into(),
             stored.survey_id.clone().into(),
             response.survey_version.into(),
@@ -195,72 +209,91 @@ pub(crate) async fn save(
         values.extend([
             response.response_channel.into(),
             response.language.clone().into(),
-            answers.into(),
+            answers_bytes(response).into(),
             i32::from(response.complete).into(),
             i32::from(response.detractor).into(),
-            follow_up_id.into(),
+            follow_up_id(response).into(),
             stored.create_us.into(),
-            update_us.into(),
-            complete_us.into(),
+            update_us(stored).into(),
+            complete_us(response).into(),
         ]);
+        if index > 0 {
+            sql.push(", ");
+        }
         sql.bind_list(values);
-    } else {
-        sql.push("UPDATE feedback_responses SET answers = ")
-            .bind(answers)
-            .push(", survey_version = ")
-            .bind(response.survey_version)
-            .push(", response_channel = ")
-            .bind(response.response_channel)
-            .push(", language = ")
-            .bind(response.language.as_str())
-            .push(", complete = ")
-            .bind(i32::from(response.complete))
-            .push(", detractor = ")
-            .bind(i32::from(response.detractor))
-            .push(", follow_up_id = ")
-            .bind(follow_up_id)
-            .push(", update_us = ")
-            .bind(update_us)
-            .push(", complete_us = ")
-            .bind(complete_us)
-            .push(" WHERE tenant = ")
-            .bind(tenant)
-            .push(" AND id = ")
-            .bind(stored.id.as_str());
     }
     db.execute_raw(sql.statement()).await?;
-    save_answer_rows(db, tenant, stored, survey, &context, is_new).await?;
-    counts::record(db, 1, &counted).await
+    insert_answer_rows(db, responses).await?;
+    let mut by_tenant: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (tenant, stored, _) in responses {
+        by_tenant.entry(tenant).or_default().push(&stored.id);
+    }
+    for (tenant, ids) in by_tenant {
+        counts::record(db, 1, &counted(tenant, &ids)).await?;
+    }
+    Ok(())
 }
 
-async fn save_answer_rows(
+/// The response rows `ids` of `tenant` and their score rows, for their counts.
+fn counted<'a>(tenant: &'a str, ids: &'a [&'a str]) -> [(Counted, Rows<'a>); 2] {
+    [
+        (
+            Counted::Responses,
+            Rows::Where {
+                tenant,
+                column: "id",
+                values: ids,
+            },
+        ),
+        (
+            Counted::Scores,
+            Rows::Where {
+                tenant,
+                column: "response_id",
+                values: ids,
+            },
+        ),
+    ]
+}
+
+/// The answers column: the answers as a `Response` message of nothing else.
+fn answers_bytes(response: &Response) -> Vec<u8> {
+    Response {
+        answers: response.answers.clone(),
+        ..Response::default()
+    }
+    .encode_to_vec()
+}
+
+fn update_us(stored: &StoredResponse) -> i64 {
+    stored
+        .response
+        .update_time
+        .as_ref()
+        .and_then(throughline_runtime::time::timestamp_us)
+        .unwrap_or(stored.create_us)
+}
+
+fn complete_us(response: &Response) -> Option<i64> {
+    response
+        .complete_time
+        .as_ref()
+        .and_then(throughline_runtime::time::timestamp_us)
+}
+
+fn follow_up_id(response: &Response) -> &str {
+    response
+        .follow_up
+        .strip_prefix("followUps/")
+        .unwrap_or_default()
+}
+
+/// Inserts the score and text rows of `responses`' answers, one statement per table.
+async fn insert_answer_rows(
     db: &impl ConnectionTrait,
-    tenant: &str,
-    stored: &StoredResponse,
-    survey: &Survey,
-    context: &throughline_proto::feedback::v1::FeedbackContext,
-    is_new: bool,
+    responses: &[NewResponse<'_>],
 ) -> Result<(), Error> {
     let backend = db.get_database_backend();
-    if !is_new {
-        for table in ["feedback_scores", "feedback_texts"] {
-            let mut sql = Sql::new(backend);
-            sql.push(&format!("DELETE FROM {table} WHERE tenant = "))
-                .bind(tenant)
-                .push(" AND response_id = ")
-                .bind(stored.id.as_str());
-            db.execute_raw(sql.statement()).await?;
-        }
-    }
-    let response = &stored.response;
-    let common = |question_id: &str| -> Vec<sea_orm::Value> {
-        vec![
-            tenant.into(),
-            stored.id.clone().into(),
-            question_id.into(),
-            stored.survey_id.clone().into(),
-        ]
-    };
     let mut scores = Sql::new(backend);
     scores.push(&format!(
         "INSERT INTO feedback_scores (tenant, response_id, question_id, survey_id, kind, score, \
@@ -274,44 +307,57 @@ async fn save_answer_rows(
         CONTEXT_COLUMNS.join(", ")
     ));
     let (mut score_rows, mut text_rows) = (0, 0);
-    for answer in &response.answers {
-        let Some(question) = survey.questions.iter().find(|q| q.id == answer.question_id) else {
-            continue;
+    for (tenant, stored, survey) in responses {
+        let response = &stored.response;
+        let context = response.context.clone().unwrap_or_default();
+        let common = |question_id: &str| -> Vec<sea_orm::Value> {
+            vec![
+                (*tenant).into(),
+                stored.id.clone().into(),
+                question_id.into(),
+                stored.survey_id.clone().into(),
+            ]
         };
-        match (&answer.value, ScoreKind::of(question)) {
-            (Some(Value::Score(score)), Some(kind)) => {
-                let mut values = common(&answer.question_id);
-                values.extend([
-                    (kind as i32).into(),
-                    (*score).into(),
-                    response.profile.clone().into(),
-                    stored.create_us.into(),
-                ]);
-                values.extend(context_values(context));
-                if score_rows > 0 {
-                    scores.push(", ");
+        for answer in &response.answers {
+            let Some(question) = survey.questions.iter().find(|q| q.id == answer.question_id)
+            else {
+                continue;
+            };
+            match (&answer.value, ScoreKind::of(question)) {
+                (Some(Value::Score(score)), Some(kind)) => {
+                    let mut values = common(&answer.question_id);
+                    values.extend([
+                        (kind as i32).into(),
+                        (*score).into(),
+                        response.profile.clone().into(),
+                        stored.create_us.into(),
+                    ]);
+                    values.extend(context_values(&context));
+                    if score_rows > 0 {
+                        scores.push(", ");
+                    }
+                    scores.bind_list(values);
+                    score_rows += 1;
                 }
-                scores.bind_list(values);
-                score_rows += 1;
-            }
-            (Some(Value::Text(body)), _) => {
-                let sentiment = answer.sentiment.unwrap_or_default();
-                let mut values = common(&answer.question_id);
-                values.extend([
-                    body.clone().into(),
-                    sentiment.score.into(),
-                    sentiment.label.into(),
-                    response.profile.clone().into(),
-                    stored.create_us.into(),
-                ]);
-                values.extend(context_values(context));
-                if text_rows > 0 {
-                    texts.push(", ");
+                (Some(Value::Text(body)), _) => {
+                    let sentiment = answer.sentiment.unwrap_or_default();
+                    let mut values = common(&answer.question_id);
+                    values.extend([
+                        body.clone().into(),
+                        sentiment.score.into(),
+                        sentiment.label.into(),
+                        response.profile.clone().into(),
+                        stored.create_us.into(),
+                    ]);
+                    values.extend(context_values(&context));
+                    if text_rows > 0 {
+                        texts.push(", ");
+                    }
+                    texts.bind_list(values);
+                    text_rows += 1;
                 }
-                texts.bind_list(values);
-                text_rows += 1;
+                _ => {}
             }
-            _ => {}
         }
     }
     if score_rows > 0 {
