@@ -59,36 +59,41 @@ async fn write(
     db: &DatabaseConnection,
     idempotency: &Idempotency,
     outbox: &Outbox,
-    group: Vec<Submission>,
+    mut group: Vec<Submission>,
 ) -> Result<Vec<bool>, Error> {
     let transaction = write_transaction(db).await?;
     let finished: Vec<Finished<'_>> = group
-        .iter()
+        .iter_mut()
         .map(|submission| Finished {
             key: Key {
                 tenant: &submission.tenant,
                 method: METHOD,
                 request_id: &submission.request_id,
             },
-            request_hash: submission.request_hash.clone(),
-            response: submission.reply.clone(),
+            request_hash: std::mem::take(&mut submission.request_hash),
+            response: std::mem::take(&mut submission.reply),
         })
         .collect();
     let written = idempotency.record_new(&transaction, &finished).await?;
-    let mut new_responses = Vec::new();
+    drop(finished);
     let mut events = Vec::new();
+    for (submission, _) in group.iter_mut().zip(&written).filter(|(_, w)| **w) {
+        events.append(&mut submission.prepared.events);
+    }
+    let mut new_responses = Vec::new();
+    let mut opened = Vec::new();
     for (submission, _) in group.iter().zip(&written).filter(|(_, w)| **w) {
         let prepared = &submission.prepared;
         if let Some(follow_up) = &prepared.follow_up {
-            follow_ups::insert(&transaction, &submission.tenant, follow_up).await?;
+            opened.push((submission.tenant.as_str(), follow_up));
         }
         new_responses.push((
             submission.tenant.as_str(),
             &prepared.stored,
             &prepared.survey,
         ));
-        events.extend(prepared.events.iter().cloned());
     }
+    follow_ups::insert_all(&transaction, &opened).await?;
     responses::insert_all(&transaction, &new_responses).await?;
     outbox.append_all(&transaction, &events).await?;
     transaction.commit().await?;

@@ -289,7 +289,7 @@ pub(crate) async fn write(
         invitation,
     } = prepared;
     if let Some(follow_up) = &follow_up {
-        crate::store::follow_ups::insert(transaction, tenant, follow_up).await?;
+        crate::store::follow_ups::insert_all(transaction, &[(tenant, follow_up)]).await?;
     }
     responses::save(transaction, tenant, &stored, &survey, is_new)
         .await

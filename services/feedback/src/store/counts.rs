@@ -145,7 +145,49 @@ pub async fn recount(db: &impl ConnectionTrait) -> Result<(), Error> {
     Ok(())
 }
 
-type CounterKey = (String, String, i64, i32, i32, i32);
+/// A counter: tenant, survey, UTC day, channel, kind and score.
+pub(crate) type CounterKey = (String, String, i64, i32, i32, i32);
+
+/// The UTC day (its first microsecond) of `time_us`, as the daily counts key it.
+pub(crate) fn day_of(time_us: i64) -> i64 {
+    time_us - time_us.rem_euclid(DAY_US)
+}
+
+/// Appends `changes` (each counter's change) in one statement, in the caller's transaction:
+/// for rows the caller has just written and holds, so nothing is read back.
+pub(crate) async fn record_changes(
+    db: &impl ConnectionTrait,
+    changes: &BTreeMap<CounterKey, i64>,
+) -> Result<(), Error> {
+    let changes: Vec<_> = changes.iter().filter(|(_, n)| **n != 0).collect();
+    for chunk in changes.chunks(UPSERT_CHUNK) {
+        let mut sql = Sql::new(db.get_database_backend());
+        sql.push(&format!(
+            "INSERT INTO feedback_count_changes ({COLUMNS}) VALUES "
+        ));
+        push_counters(&mut sql, chunk.iter().copied());
+        db.execute_raw(sql.statement()).await?;
+    }
+    Ok(())
+}
+
+/// Writes `(counter, n)` rows as VALUES lists.
+fn push_counters<'a>(sql: &mut Sql, counters: impl Iterator<Item = (&'a CounterKey, &'a i64)>) {
+    for (index, ((tenant, survey, day, channel, kind, score), n)) in counters.enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind_list([
+            sea_orm::Value::from(tenant.as_str()),
+            survey.as_str().into(),
+            (*day).into(),
+            (*channel).into(),
+            (*kind).into(),
+            (*score).into(),
+            (*n).into(),
+        ]);
+    }
+}
 
 /// Moves up to [`FOLD_BATCH`] changes into the daily counters in one transaction; how many it
 /// moved. Replicas may fold at once: a change is deleted, and so counted, by one of them only.
@@ -179,20 +221,7 @@ pub(crate) async fn fold(db: &DatabaseConnection) -> Result<u64, Error> {
         sql.push(&format!(
             "INSERT INTO feedback_daily_counts ({COLUMNS}) VALUES "
         ));
-        for (index, ((tenant, survey, day, channel, kind, score), n)) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push(", ");
-            }
-            sql.bind_list([
-                sea_orm::Value::from(tenant.as_str()),
-                survey.as_str().into(),
-                (*day).into(),
-                (*channel).into(),
-                (*kind).into(),
-                (*score).into(),
-                (*n).into(),
-            ]);
-        }
+        push_counters(&mut sql, chunk.iter().map(|(key, n)| (key, n)));
         sql.push(
             " ON CONFLICT (tenant, survey_id, day_us, channel, kind, score) \
              DO UPDATE SET n = feedback_daily_counts.n + excluded.n",

@@ -43,38 +43,45 @@ fn id_of(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or_default()
 }
 
-/// Saves a new follow-up at revision 1.
-pub(crate) async fn insert(
+/// Saves new follow-ups (of any tenants) at revision 1, in one statement.
+pub(crate) async fn insert_all(
     db: &impl ConnectionTrait,
-    tenant: &str,
-    follow_up: &FollowUp,
+    follow_ups: &[(&str, &FollowUp)],
 ) -> Result<(), Error> {
-    let create_us = follow_up
-        .create_time
-        .as_ref()
-        .and_then(timestamp_us)
-        .unwrap_or_default();
+    if follow_ups.is_empty() {
+        return Ok(());
+    }
     let mut sql = Sql::new(db.get_database_backend());
     sql.push(&format!(
         "INSERT INTO feedback_follow_ups (tenant, {COLUMNS}, recorded_profile) VALUES "
-    ))
-    .bind_list::<sea_orm::Value>([
-        tenant.into(),
-        id_of(&follow_up.name).into(),
-        id_of(&follow_up.response).into(),
-        id_of(&follow_up.survey).into(),
-        follow_up.profile.clone().into(),
-        follow_up.question_id.clone().into(),
-        follow_up.score.into(),
-        follow_up.state.into(),
-        follow_up.owner.clone().into(),
-        follow_up.notes.clone().into(),
-        1_i64.into(),
-        create_us.into(),
-        create_us.into(),
-        Option::<i64>::None.into(),
-        follow_up.profile.clone().into(),
-    ]);
+    ));
+    for (index, (tenant, follow_up)) in follow_ups.iter().enumerate() {
+        let create_us = follow_up
+            .create_time
+            .as_ref()
+            .and_then(timestamp_us)
+            .unwrap_or_default();
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind_list::<sea_orm::Value>([
+            (*tenant).into(),
+            id_of(&follow_up.name).into(),
+            id_of(&follow_up.response).into(),
+            id_of(&follow_up.survey).into(),
+            follow_up.profile.clone().into(),
+            follow_up.question_id.clone().into(),
+            follow_up.score.into(),
+            follow_up.state.into(),
+            follow_up.owner.clone().into(),
+            follow_up.notes.clone().into(),
+            1_i64.into(),
+            create_us.into(),
+            create_us.into(),
+            Option::<i64>::None.into(),
+            follow_up.profile.clone().into(),
+        ]);
+    }
     db.execute_raw(sql.statement()).await?;
     Ok(())
 }

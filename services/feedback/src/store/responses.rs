@@ -223,15 +223,31 @@ pub(crate) async fn insert_all(
         sql.bind_list(values);
     }
     db.execute_raw(sql.statement()).await?;
-    insert_answer_rows(db, responses).await?;
-    let mut by_tenant: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (tenant, stored, _) in responses {
-        by_tenant.entry(tenant).or_default().push(&stored.id);
+    let scores = insert_answer_rows(db, responses).await?;
+    // The counts of what was just written, from the values in hand.
+    let mut changes = std::collections::BTreeMap::new();
+    let counter = |index: usize, kind: i32, score: i32| {
+        let (tenant, stored, _): &NewResponse<'_> = &responses[index];
+        let channel = stored.response.context.as_ref().map_or(0, |c| c.channel);
+        (
+            (*tenant).to_owned(),
+            stored.survey_id.clone(),
+            counts::day_of(stored.create_us),
+            channel,
+            kind,
+            score,
+        )
+    };
+    for (index, (_, stored, _)) in responses.iter().enumerate() {
+        let complete = i32::from(stored.response.complete);
+        *changes
+            .entry(counter(index, counts::RESPONSES, complete))
+            .or_insert(0) += 1;
     }
-    for (tenant, ids) in by_tenant {
-        counts::record(db, 1, &counted(tenant, &ids)).await?;
+    for (index, kind, score) in scores {
+        *changes.entry(counter(index, kind, score)).or_insert(0) += 1;
     }
-    Ok(())
+    counts::record_changes(db, &changes).await
 }
 
 /// The response rows `ids` of `tenant` and their score rows, for their counts.
@@ -288,11 +304,12 @@ fn follow_up_id(response: &Response) -> &str {
         .unwrap_or_default()
 }
 
-/// Inserts the score and text rows of `responses`' answers, one statement per table.
+/// Inserts the score and text rows of `responses`' answers, one statement per table; the
+/// scores written, as the index of their response, their kind and score.
 async fn insert_answer_rows(
     db: &impl ConnectionTrait,
     responses: &[NewResponse<'_>],
-) -> Result<(), Error> {
+) -> Result<Vec<(usize, i32, i32)>, Error> {
     let backend = db.get_database_backend();
     let mut scores = Sql::new(backend);
     scores.push(&format!(
@@ -306,8 +323,9 @@ async fn insert_answer_rows(
          sentiment, label, profile, create_us, {}) VALUES ",
         CONTEXT_COLUMNS.join(", ")
     ));
+    let mut written = Vec::new();
     let (mut score_rows, mut text_rows) = (0, 0);
-    for (tenant, stored, survey) in responses {
+    for (index, (tenant, stored, survey)) in responses.iter().enumerate() {
         let response = &stored.response;
         let context = response.context.clone().unwrap_or_default();
         let common = |question_id: &str| -> Vec<sea_orm::Value> {
@@ -338,6 +356,7 @@ async fn insert_answer_rows(
                     }
                     scores.bind_list(values);
                     score_rows += 1;
+                    written.push((index, kind as i32, *score));
                 }
                 (Some(Value::Text(body)), _) => {
                     let sentiment = answer.sentiment.unwrap_or_default();
@@ -366,7 +385,7 @@ async fn insert_answer_rows(
     if text_rows > 0 {
         db.execute_raw(texts.statement()).await?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Filters of ListResponses.
