@@ -66,3 +66,67 @@ impl Sql {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
 }
+
+/// `INSERT INTO {table} ({columns})` and `rows` (one value per column each, in order): on
+/// PostgreSQL one JSON parameter expanded by `json_populate_recordset`, so the statement's text,
+/// and the plan PostgreSQL caches for it, is the same for any number of rows, and each value is
+/// read by its column's own input function; elsewhere `VALUES (…), (…)`. The caller appends what
+/// follows (`ON CONFLICT …`). Text, integers, floats, booleans, bytes and NULL are supported.
+pub fn insert_rows(
+    backend: DbBackend,
+    table: &str,
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<Value>>,
+) -> Result<Sql, crate::Error> {
+    let list = columns.join(", ");
+    let mut sql = Sql::new(backend);
+    sql.push(&format!("INSERT INTO {table} ({list}) "));
+    if backend != DbBackend::Postgres {
+        sql.push("VALUES ");
+        for (index, row) in rows.into_iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.bind_list(row);
+        }
+        return Ok(sql);
+    }
+    let mut json = Vec::new();
+    for row in rows {
+        let mut object = serde_json::Map::with_capacity(columns.len());
+        for (column, value) in columns.iter().zip(row) {
+            object.insert((*column).to_owned(), json_value(value)?);
+        }
+        json.push(serde_json::Value::Object(object));
+    }
+    let json = serde_json::to_string(&json).map_err(crate::Error::internal)?;
+    sql.push(&format!(
+        "SELECT {list} FROM json_populate_recordset(NULL::{table}, "
+    ))
+    .bind(json)
+    .push("::json)");
+    Ok(sql)
+}
+
+/// `value` as `json_populate_recordset` reads it into a column of its type.
+fn json_value(value: Value) -> Result<serde_json::Value, crate::Error> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        Value::Bool(v) => v.map_or(Json::Null, Json::from),
+        Value::TinyInt(v) => v.map_or(Json::Null, Json::from),
+        Value::SmallInt(v) => v.map_or(Json::Null, Json::from),
+        Value::Int(v) => v.map_or(Json::Null, Json::from),
+        Value::BigInt(v) => v.map_or(Json::Null, Json::from),
+        Value::TinyUnsigned(v) => v.map_or(Json::Null, Json::from),
+        Value::SmallUnsigned(v) => v.map_or(Json::Null, Json::from),
+        Value::Unsigned(v) => v.map_or(Json::Null, Json::from),
+        Value::BigUnsigned(v) => v.map_or(Json::Null, Json::from),
+        Value::Float(v) => v.map_or(Json::Null, Json::from),
+        Value::Double(v) => v.map_or(Json::Null, Json::from),
+        Value::String(v) => v.map_or(Json::Null, |s| Json::from(s.to_string())),
+        Value::Char(v) => v.map_or(Json::Null, |c| Json::from(c.to_string())),
+        Value::Bytes(v) => v.map_or(Json::Null, |b| Json::from(crate::db::bytea_hex(&b))),
+        // Never the value itself in the message: it may be personal data.
+        _ => return Err(crate::Error::internal("insert_rows cannot carry this type")),
+    })
+}

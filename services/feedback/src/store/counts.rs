@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use throughline_proto::feedback::v1::InvitationState;
 use throughline_runtime::Error;
 use throughline_runtime::db::write_transaction;
-use throughline_runtime::sql::Sql;
+use throughline_runtime::sql::{Sql, insert_rows};
 use tokio_util::sync::CancellationToken;
 
 /// A UTC day in microseconds.
@@ -161,23 +161,24 @@ pub(crate) async fn record_changes(
 ) -> Result<(), Error> {
     let changes: Vec<_> = changes.iter().filter(|(_, n)| **n != 0).collect();
     for chunk in changes.chunks(UPSERT_CHUNK) {
-        let mut sql = Sql::new(db.get_database_backend());
-        sql.push(&format!(
-            "INSERT INTO feedback_count_changes ({COLUMNS}) VALUES "
-        ));
-        push_counters(&mut sql, chunk.iter().copied());
+        let sql = insert_counters(
+            db.get_database_backend(),
+            "feedback_count_changes",
+            chunk.iter().copied(),
+        )?;
         db.execute_raw(sql.statement()).await?;
     }
     Ok(())
 }
 
-/// Writes `(counter, n)` rows as VALUES lists.
-fn push_counters<'a>(sql: &mut Sql, counters: impl Iterator<Item = (&'a CounterKey, &'a i64)>) {
-    for (index, ((tenant, survey, day, channel, kind, score), n)) in counters.enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.bind_list([
+/// `INSERT INTO {table}` of `(counter, n)` rows.
+fn insert_counters<'a>(
+    backend: sea_orm::DbBackend,
+    table: &str,
+    counters: impl Iterator<Item = (&'a CounterKey, &'a i64)>,
+) -> Result<Sql, Error> {
+    let rows = counters.map(|((tenant, survey, day, channel, kind, score), n)| {
+        vec![
             sea_orm::Value::from(tenant.as_str()),
             survey.as_str().into(),
             (*day).into(),
@@ -185,8 +186,10 @@ fn push_counters<'a>(sql: &mut Sql, counters: impl Iterator<Item = (&'a CounterK
             (*kind).into(),
             (*score).into(),
             (*n).into(),
-        ]);
-    }
+        ]
+    });
+    let columns: Vec<&str> = COLUMNS.split(", ").collect();
+    insert_rows(backend, table, &columns, rows)
 }
 
 /// Moves up to [`FOLD_BATCH`] changes into the daily counters in one transaction; how many it
@@ -217,11 +220,11 @@ pub(crate) async fn fold(db: &DatabaseConnection) -> Result<u64, Error> {
     // In key order, so two replicas folding at once take the counters' locks in one order.
     let sums: Vec<_> = sums.into_iter().filter(|(_, n)| *n != 0).collect();
     for chunk in sums.chunks(UPSERT_CHUNK) {
-        let mut sql = Sql::new(backend);
-        sql.push(&format!(
-            "INSERT INTO feedback_daily_counts ({COLUMNS}) VALUES "
-        ));
-        push_counters(&mut sql, chunk.iter().map(|(key, n)| (key, n)));
+        let mut sql = insert_counters(
+            backend,
+            "feedback_daily_counts",
+            chunk.iter().map(|(key, n)| (key, n)),
+        )?;
         sql.push(
             " ON CONFLICT (tenant, survey_id, day_us, channel, kind, score) \
              DO UPDATE SET n = feedback_daily_counts.n + excluded.n",

@@ -3,7 +3,7 @@
 use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::feedback::v1::FollowUp;
 use throughline_runtime::Error;
-use throughline_runtime::sql::Sql;
+use throughline_runtime::sql::{Sql, insert_rows};
 use throughline_runtime::time::{PageToken, timestamp, timestamp_us};
 
 const COLUMNS: &str = "id, response_id, survey_id, profile, question_id, score, state, owner, \
@@ -51,21 +51,14 @@ pub(crate) async fn insert_all(
     if follow_ups.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "INSERT INTO feedback_follow_ups (tenant, {COLUMNS}, recorded_profile) VALUES "
-    ));
-    for (index, (tenant, follow_up)) in follow_ups.iter().enumerate() {
+    let rows = follow_ups.iter().map(|(tenant, follow_up)| {
         let create_us = follow_up
             .create_time
             .as_ref()
             .and_then(timestamp_us)
             .unwrap_or_default();
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.bind_list::<sea_orm::Value>([
-            (*tenant).into(),
+        vec![
+            sea_orm::Value::from(*tenant),
             id_of(&follow_up.name).into(),
             id_of(&follow_up.response).into(),
             id_of(&follow_up.survey).into(),
@@ -80,8 +73,17 @@ pub(crate) async fn insert_all(
             create_us.into(),
             Option::<i64>::None.into(),
             follow_up.profile.clone().into(),
-        ]);
-    }
+        ]
+    });
+    let mut columns = vec!["tenant"];
+    columns.extend(COLUMNS.split(", "));
+    columns.push("recorded_profile");
+    let sql = insert_rows(
+        db.get_database_backend(),
+        "feedback_follow_ups",
+        &columns,
+        rows,
+    )?;
     db.execute_raw(sql.statement()).await?;
     Ok(())
 }

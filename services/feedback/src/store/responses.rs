@@ -8,7 +8,7 @@ use throughline_proto::feedback::v1::answer::Value;
 use throughline_proto::feedback::v1::{Response, Survey};
 use throughline_runtime::Error;
 use throughline_runtime::customer::CustomerKey;
-use throughline_runtime::sql::Sql;
+use throughline_runtime::sql::{Sql, insert_rows};
 use throughline_runtime::time::{PageToken, timestamp};
 
 use super::counts::{self, Counted, Rows};
@@ -185,14 +185,29 @@ pub(crate) async fn insert_all(
     if responses.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "INSERT INTO feedback_responses (tenant, id, survey_id, survey_version, \
-         invitation_id, customer, profile, recorded_profile, {}, response_channel, language, answers, \
-         complete, detractor, follow_up_id, create_us, update_us, complete_us) VALUES ",
-        CONTEXT_COLUMNS.join(", ")
-    ));
-    for (index, (tenant, stored, _)) in responses.iter().enumerate() {
+    let mut columns = vec![
+        "tenant",
+        "id",
+        "survey_id",
+        "survey_version",
+        "invitation_id",
+        "customer",
+        "profile",
+        "recorded_profile",
+    ];
+    columns.extend(CONTEXT_COLUMNS);
+    columns.extend([
+        "response_channel",
+        "language",
+        "answers",
+        "complete",
+        "detractor",
+        "follow_up_id",
+        "create_us",
+        "update_us",
+        "complete_us",
+    ]);
+    let rows = responses.iter().map(|(tenant, stored, _)| {
         let response = &stored.response;
         let context = response.context.clone().unwrap_or_default();
         let mut values: Vec<sea_orm::Value> = vec![
@@ -217,11 +232,14 @@ pub(crate) async fn insert_all(
             update_us(stored).into(),
             complete_us(response).into(),
         ]);
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.bind_list(values);
-    }
+        values
+    });
+    let sql = insert_rows(
+        db.get_database_backend(),
+        "feedback_responses",
+        &columns,
+        rows,
+    )?;
     db.execute_raw(sql.statement()).await?;
     let scores = insert_answer_rows(db, responses).await?;
     // The counts of what was just written, from the values in hand.
@@ -310,21 +328,8 @@ async fn insert_answer_rows(
     db: &impl ConnectionTrait,
     responses: &[NewResponse<'_>],
 ) -> Result<Vec<(usize, i32, i32)>, Error> {
-    let backend = db.get_database_backend();
-    let mut scores = Sql::new(backend);
-    scores.push(&format!(
-        "INSERT INTO feedback_scores (tenant, response_id, question_id, survey_id, kind, score, \
-         profile, create_us, {}) VALUES ",
-        CONTEXT_COLUMNS.join(", ")
-    ));
-    let mut texts = Sql::new(backend);
-    texts.push(&format!(
-        "INSERT INTO feedback_texts (tenant, response_id, question_id, survey_id, body, \
-         sentiment, label, profile, create_us, {}) VALUES ",
-        CONTEXT_COLUMNS.join(", ")
-    ));
     let mut written = Vec::new();
-    let (mut score_rows, mut text_rows) = (0, 0);
+    let (mut score_rows, mut text_rows) = (Vec::new(), Vec::new());
     for (index, (tenant, stored, survey)) in responses.iter().enumerate() {
         let response = &stored.response;
         let context = response.context.clone().unwrap_or_default();
@@ -351,11 +356,7 @@ async fn insert_answer_rows(
                         stored.create_us.into(),
                     ]);
                     values.extend(context_values(&context));
-                    if score_rows > 0 {
-                        scores.push(", ");
-                    }
-                    scores.bind_list(values);
-                    score_rows += 1;
+                    score_rows.push(values);
                     written.push((index, kind as i32, *score));
                 }
                 (Some(Value::Text(body)), _) => {
@@ -369,21 +370,30 @@ async fn insert_answer_rows(
                         stored.create_us.into(),
                     ]);
                     values.extend(context_values(&context));
-                    if text_rows > 0 {
-                        texts.push(", ");
-                    }
-                    texts.bind_list(values);
-                    text_rows += 1;
+                    text_rows.push(values);
                 }
                 _ => {}
             }
         }
     }
-    if score_rows > 0 {
-        db.execute_raw(scores.statement()).await?;
-    }
-    if text_rows > 0 {
-        db.execute_raw(texts.statement()).await?;
+    let backend = db.get_database_backend();
+    for (table, leading, rows) in [
+        ("feedback_scores", &["kind", "score"][..], score_rows),
+        (
+            "feedback_texts",
+            &["body", "sentiment", "label"][..],
+            text_rows,
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut columns = vec!["tenant", "response_id", "question_id", "survey_id"];
+        columns.extend(leading);
+        columns.extend(["profile", "create_us"]);
+        columns.extend(CONTEXT_COLUMNS);
+        let sql = insert_rows(backend, table, &columns, rows)?;
+        db.execute_raw(sql.statement()).await?;
     }
     Ok(written)
 }
