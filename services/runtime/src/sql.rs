@@ -130,3 +130,53 @@ fn json_value(value: Value) -> Result<serde_json::Value, crate::Error> {
         _ => return Err(crate::Error::internal("insert_rows cannot carry this type")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rows() -> Vec<Vec<Value>> {
+        vec![
+            vec!["a".into(), 1_i64.into(), vec![0x0a_u8, 0xff].into()],
+            vec![
+                "b".into(),
+                Option::<i64>::None.into(),
+                Vec::<u8>::new().into(),
+            ],
+        ]
+    }
+
+    #[test]
+    fn sqlite_gets_values_lists() {
+        let sql = insert_rows(DbBackend::Sqlite, "t", &["k", "n", "b"], rows()).unwrap();
+        let statement = sql.statement();
+        assert_eq!(
+            statement.sql,
+            "INSERT INTO t (k, n, b) VALUES (?, ?, ?), (?, ?, ?)"
+        );
+        assert_eq!(statement.values.unwrap().0.len(), 6);
+    }
+
+    #[test]
+    fn postgres_gets_one_json_parameter_whatever_the_rows() {
+        let sql = insert_rows(DbBackend::Postgres, "t", &["k", "n", "b"], rows()).unwrap();
+        let statement = sql.statement();
+        assert_eq!(
+            statement.sql,
+            "INSERT INTO t (k, n, b) SELECT k, n, b FROM json_populate_recordset(NULL::t, $1::json)"
+        );
+        let values = statement.values.unwrap().0;
+        let Value::String(Some(json)) = &values[0] else {
+            panic!("{values:?}")
+        };
+        let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!([
+                {"k": "a", "n": 1, "b": "\\x0aff"},
+                {"k": "b", "n": null, "b": "\\x"},
+            ])
+        );
+    }
+}
