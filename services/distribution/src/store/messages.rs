@@ -9,7 +9,7 @@ use prost::Message as _;
 use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::distribution::v1::{Message, Recipient, StatusChange, TemplateVariant};
 use throughline_runtime::Error;
-use throughline_runtime::sql::Sql;
+use throughline_runtime::sql::{Sql, insert_rows};
 use throughline_runtime::time::{PageToken, next_page, timestamp};
 
 pub(crate) const MESSAGES: &str = "distribution_messages";
@@ -149,16 +149,9 @@ pub(crate) async fn insert_all<C: ConnectionTrait>(
     if rows.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "INSERT INTO {MESSAGES} ({MESSAGE_COLUMNS}) VALUES "
-    ));
-    for (index, row) in rows.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.bind_list::<sea_orm::Value>([
-            row.tenant.clone().into(),
+    let values = rows.iter().map(|row| {
+        vec![
+            sea_orm::Value::from(row.tenant.clone()),
             row.id.clone().into(),
             row.request_id.clone().into(),
             row.send_group.clone().into(),
@@ -183,8 +176,10 @@ pub(crate) async fn insert_all<C: ConnectionTrait>(
             row.history_len.into(),
             row.create_us.into(),
             row.update_us.into(),
-        ]);
-    }
+        ]
+    });
+    let columns: Vec<&str> = MESSAGE_COLUMNS.split(", ").collect();
+    let mut sql = insert_rows(db.get_database_backend(), MESSAGES, &columns, values)?;
     sql.push(" ON CONFLICT (tenant, request_id) DO NOTHING RETURNING id");
     let mut inserted = HashSet::with_capacity(rows.len());
     for row in db.query_all_raw(sql.statement()).await? {
@@ -223,21 +218,12 @@ pub(crate) async fn append_history<C: ConnectionTrait>(
     if entries.iter().all(|(_, _, _, changes)| changes.is_empty()) {
         return Ok(());
     }
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!(
-        "INSERT INTO {HISTORY} (tenant, message, seq, status, reason, time_us, provider, \
-         attempt, detail) VALUES "
-    ));
-    let mut first = true;
+    let mut values = Vec::new();
     for (tenant, id, before, changes) in entries {
         for (offset, change) in changes.iter().enumerate() {
-            if !first {
-                sql.push(", ");
-            }
-            first = false;
             let seq = before + i32::try_from(offset).unwrap_or(0) + 1;
-            sql.bind_list::<sea_orm::Value>([
-                (*tenant).into(),
+            values.push(vec![
+                sea_orm::Value::from(*tenant),
                 (*id).into(),
                 seq.into(),
                 change.status.into(),
@@ -249,6 +235,15 @@ pub(crate) async fn append_history<C: ConnectionTrait>(
             ]);
         }
     }
+    let sql = insert_rows(
+        db.get_database_backend(),
+        HISTORY,
+        &[
+            "tenant", "message", "seq", "status", "reason", "time_us", "provider", "attempt",
+            "detail",
+        ],
+        values,
+    )?;
     db.execute_raw(sql.statement()).await?;
     Ok(())
 }
