@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use throughline_proto::distribution::v1::{ContactPolicy, Template};
 use throughline_runtime::Error;
-use throughline_runtime::batch::Batcher;
+use throughline_runtime::batch::{Batcher, per_tenant};
 use throughline_runtime::cache::TtlCache;
 use throughline_runtime::config::Validate;
 use throughline_runtime::idempotency::Idempotency;
@@ -52,6 +52,10 @@ pub use webhooks::{
 
 /// How stale a cached policy or template may be when another replica changed it.
 const READ_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Suppression lookups: loaders at once (each holds one pooled connection while it reads) and
+/// lookups per query at most.
+const SUPPRESSION_LOADERS: usize = 2;
+const SUPPRESSION_BATCH: usize = 256;
 
 /// The service's name in `server.services`, its configuration section and its table prefix.
 pub const NAME: &str = "distribution";
@@ -102,6 +106,9 @@ impl Validate for Options {
     }
 }
 
+/// Loaders of suppression lookups by tenant: `Some` for a suppressed address.
+type SuppressionReads = Batcher<(String, store::suppressions::SuppressionQuery), Option<()>>;
+
 /// The running service: what its handlers share.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -112,6 +119,8 @@ pub struct Service {
     delivery: Arc<Delivery>,
     /// Started on first use, inside the runtime.
     send_writer: Arc<std::sync::OnceLock<Batcher<send::Accepted, send::Written>>>,
+    /// Suppression lookups of concurrent sends, one query per batch; started on first use.
+    suppression_reads: Arc<std::sync::OnceLock<SuppressionReads>>,
     /// Each tenant's contact policy, read by every send.
     policies: Arc<TtlCache<String, ContactPolicy>>,
     /// Templates by tenant and id, read by every send.
@@ -140,6 +149,7 @@ impl Service {
             peers: Peers::default(),
             delivery,
             send_writer: Arc::default(),
+            suppression_reads: Arc::default(),
             policies: Arc::new(TtlCache::new(READ_CACHE_TTL)),
             templates: Arc::new(TtlCache::new(READ_CACHE_TTL)),
         }
@@ -220,6 +230,36 @@ impl Service {
     fn send_writer(&self) -> &Batcher<send::Accepted, send::Written> {
         self.send_writer
             .get_or_init(|| send::start_writer(self.db.clone()))
+    }
+
+    /// Whether `query` is suppressed for `tenant` now, read together with the lookups of the
+    /// sends arriving at the same time (by a query that starts after this call began, so it
+    /// sees every suppression committed before it).
+    async fn is_suppressed(
+        &self,
+        tenant: &str,
+        query: store::suppressions::SuppressionQuery,
+    ) -> Result<bool, Error> {
+        let reads = self.suppression_reads.get_or_init(|| {
+            let db = self.db.clone();
+            Batcher::start(SUPPRESSION_LOADERS, SUPPRESSION_BATCH, move |keys| {
+                let db = db.clone();
+                async move {
+                    per_tenant(keys, |tenant, queries| {
+                        let db = db.clone();
+                        async move {
+                            store::suppressions::suppressed_among(&db, &tenant, &queries).await
+                        }
+                    })
+                    .await
+                }
+            })
+        });
+        let found = reads
+            .load((tenant.to_owned(), query))
+            .await
+            .map_err(|status| Error::Unavailable(status.message().to_owned()))?;
+        Ok(found.is_some())
     }
 
     /// Tells the delivery workers of this process that a message is due.

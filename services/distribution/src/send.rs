@@ -362,14 +362,16 @@ impl Service {
         if !consent_allows(policy, audience.consent(channel, purpose), purpose) {
             return Ok(Err(StatusReason::ConsentDenied));
         }
-        if suppressions::is_suppressed(
-            self.db(),
-            tenant,
-            &address.key(),
-            channel as i32,
-            purpose as i32,
-        )
-        .await?
+        if self
+            .is_suppressed(
+                tenant,
+                suppressions::SuppressionQuery {
+                    address: address.key(),
+                    channel: channel as i32,
+                    purpose: purpose as i32,
+                },
+            )
+            .await?
         {
             return Ok(Err(StatusReason::AddressSuppressed));
         }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::hash::Hash;
 
 use sea_orm::DatabaseConnection;
-use throughline_runtime::batch::Batcher;
+use throughline_runtime::batch::{Batcher, per_tenant};
 use tonic::Status;
 
 use crate::error::Result;
@@ -82,32 +82,4 @@ where
         let (db, read) = (db.clone(), read.clone());
         async move { per_tenant(keys, |tenant, group| read(db.clone(), tenant, group)).await }
     })
-}
-
-/// Reads a batch that may mix tenants with one query per tenant (every query names its
-/// tenant), and answers each key in the batch's order.
-async fn per_tenant<K, V, F, Fut>(keys: Vec<(String, K)>, read: F) -> Result<Vec<Option<V>>, Status>
-where
-    K: Clone + Eq + Hash,
-    V: Clone,
-    F: Fn(String, Vec<K>) -> Fut,
-    Fut: Future<Output = Result<HashMap<K, V>>>,
-{
-    let mut groups: HashMap<&str, Vec<K>> = HashMap::new();
-    for (tenant, key) in &keys {
-        groups.entry(tenant.as_str()).or_default().push(key.clone());
-    }
-    let mut found: HashMap<&str, HashMap<K, V>> = HashMap::with_capacity(groups.len());
-    for (tenant, group) in groups {
-        found.insert(tenant, read(tenant.to_owned(), group).await?);
-    }
-    Ok(keys
-        .iter()
-        .map(|(tenant, key)| {
-            found
-                .get(tenant.as_str())
-                .and_then(|values| values.get(key))
-                .cloned()
-        })
-        .collect())
 }

@@ -119,6 +119,42 @@ async fn run<K, V, F, Fut>(
     }
 }
 
+/// Reads a batch that may mix tenants with one query per tenant (every query names its
+/// tenant), and answers each key in the batch's order: `None` for a key `read` did not find.
+pub async fn per_tenant<K, V, E, F, Fut>(
+    keys: Vec<(String, K)>,
+    read: F,
+) -> Result<Vec<Option<V>>, Status>
+where
+    K: Clone + Eq + std::hash::Hash,
+    V: Clone,
+    E: Into<Status>,
+    F: Fn(String, Vec<K>) -> Fut,
+    Fut: Future<Output = Result<std::collections::HashMap<K, V>, E>>,
+{
+    use std::collections::HashMap;
+    let mut groups: HashMap<&str, Vec<K>> = HashMap::new();
+    for (tenant, key) in &keys {
+        groups.entry(tenant.as_str()).or_default().push(key.clone());
+    }
+    let mut found: HashMap<&str, HashMap<K, V>> = HashMap::with_capacity(groups.len());
+    for (tenant, group) in groups {
+        found.insert(
+            tenant,
+            read(tenant.to_owned(), group).await.map_err(Into::into)?,
+        );
+    }
+    Ok(keys
+        .iter()
+        .map(|(tenant, key)| {
+            found
+                .get(tenant.as_str())
+                .and_then(|values| values.get(key))
+                .cloned()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! `distribution_suppressions`: addresses that must not be contacted, per channel and purpose
 //! (0 for every channel or every purpose).
 
+use std::collections::HashMap;
+
 use sea_orm::{ConnectionTrait, QueryResult};
 use throughline_proto::distribution::v1::{Address, Suppression, address};
 use throughline_runtime::Error;
@@ -119,27 +121,55 @@ pub(crate) async fn remove<C: ConnectionTrait>(
     Ok(db.execute_raw(sql.statement()).await?.rows_affected() > 0)
 }
 
-/// Whether `address` (a `kind:value` key) is suppressed for a channel and purpose now.
-pub(crate) async fn is_suppressed<C: ConnectionTrait>(
+/// What a send asks of the suppression list: an address (a `kind:value` key), a channel and
+/// a purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SuppressionQuery {
+    pub address: String,
+    pub channel: i32,
+    pub purpose: i32,
+}
+
+/// Which of `queries` of `tenant` are suppressed now, in one query: the suppressed ones map
+/// to `()`.
+pub(crate) async fn suppressed_among<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
-    address: &str,
-    channel: i32,
-    purpose: i32,
-) -> Result<bool, Error> {
-    let mut sql = Sql::new(db.get_database_backend());
-    sql.push(&format!("SELECT 1 FROM {SUPPRESSIONS} WHERE tenant = "))
+    queries: &[SuppressionQuery],
+) -> Result<HashMap<SuppressionQuery, ()>, Error> {
+    let mut found = HashMap::new();
+    // Under SQLite's limit on bound values.
+    for chunk in queries.chunks(1000) {
+        let mut sql = Sql::new(db.get_database_backend());
+        sql.push(&format!(
+            "SELECT address, channel, purpose FROM {SUPPRESSIONS} WHERE tenant = "
+        ))
         .bind(tenant)
-        .push(" AND address = ")
-        .bind(address)
-        .push(" AND channel IN (0, ")
-        .bind(channel)
-        .push(") AND purpose IN (0, ")
-        .bind(purpose)
-        .push(") AND (expire_us IS NULL OR expire_us > ")
+        .push(" AND address IN ")
+        .bind_list(chunk.iter().map(|query| query.address.as_str()))
+        .push(" AND (expire_us IS NULL OR expire_us > ")
         .bind(now_us())
-        .push(") LIMIT 1");
-    Ok(db.query_one_raw(sql.statement()).await?.is_some())
+        .push(")");
+        let rows = db.query_all_raw(sql.statement()).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let address: String = row.try_get("", "address")?;
+            let channel: i32 = row.try_get("", "channel")?;
+            let purpose: i32 = row.try_get("", "purpose")?;
+            entries.push((address, channel, purpose));
+        }
+        // Channel or purpose 0 suppresses every channel or purpose.
+        for query in chunk {
+            if entries.iter().any(|(address, channel, purpose)| {
+                *address == query.address
+                    && (*channel == 0 || *channel == query.channel)
+                    && (*purpose == 0 || *purpose == query.purpose)
+            }) {
+                found.insert(query.clone(), ());
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// A page of suppressions, newest first.
