@@ -195,6 +195,17 @@ fn insert_counters<'a>(
 /// Moves up to [`FOLD_BATCH`] changes into the daily counters in one transaction; how many it
 /// moved. Replicas may fold at once: a change is deleted, and so counted, by one of them only.
 pub(crate) async fn fold(db: &DatabaseConnection) -> Result<u64, Error> {
+    // An idle service takes no write lock: on the embedded SQLite file every service shares,
+    // that lock would hold the others' writes up once a second.
+    let pending = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT 1 FROM feedback_count_changes LIMIT 1",
+        ))
+        .await?;
+    if pending.is_none() {
+        return Ok(0);
+    }
     let transaction = write_transaction(db).await?;
     let backend = transaction.get_database_backend();
     let mut sql = Sql::new(backend);
