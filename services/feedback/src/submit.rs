@@ -1,5 +1,7 @@
-//! Recording answers: the one path SubmitResponse and SMS replies to invitations take, inside
-//! the caller's transaction (the idempotent request's, or the event consumer's).
+//! Recording answers: the one path SubmitResponse and SMS replies to invitations take. A
+//! submission is first prepared (read and worked out, nothing written), then written inside the
+//! caller's transaction (the idempotent request's, or the event consumer's), or, for a new
+//! uninvited response, together with others by `crate::grouped`.
 //!
 //! For an invitation, every call adds to (or replaces answers of the same question in) its one
 //! response, which stays partial until every required question is answered. The first
@@ -113,6 +115,14 @@ pub(crate) struct Prepared {
     pub follow_up: Option<FollowUp>,
     pub events: Vec<Event>,
     invitation: Option<StoredInvitation>,
+}
+
+impl Prepared {
+    /// Whether writing it only inserts rows (a new response, no invitation to update): what
+    /// `crate::grouped` writes.
+    pub(crate) fn only_inserts(&self) -> bool {
+        self.is_new && self.invitation.is_none()
+    }
 }
 
 /// Reads what `input` needs (its invitation, survey and earlier answers) through `db` and works

@@ -91,8 +91,9 @@ impl Api {
         if request.request_id.len() > MAX_REQUEST_ID_LEN {
             return Ok(None);
         }
-        let Ok(prepared) = prepare(service, &service.db, tenant, input, respondent).await else {
-            return Ok(None);
+        let prepared = match prepare(service, &service.db, tenant, input, respondent).await {
+            Ok(prepared) if prepared.only_inserts() => prepared,
+            _ => return Ok(None),
         };
         let reply = SubmitResponseResponse {
             response: Some(prepared.stored.response.clone()),
