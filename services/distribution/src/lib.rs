@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use throughline_proto::distribution::v1::distribution_service_server::DistributionServiceServer;
 use throughline_proto::distribution::v1::{ContactPolicy, Template};
 use throughline_runtime::Error;
-use throughline_runtime::batch::{Batcher, per_tenant};
+use throughline_runtime::batch::Batcher;
 use throughline_runtime::cache::TtlCache;
 use throughline_runtime::config::Validate;
 use throughline_runtime::idempotency::Idempotency;
@@ -241,19 +241,14 @@ impl Service {
         query: store::suppressions::SuppressionQuery,
     ) -> Result<bool, Error> {
         let reads = self.suppression_reads.get_or_init(|| {
-            let db = self.db.clone();
-            Batcher::start(SUPPRESSION_LOADERS, SUPPRESSION_BATCH, move |keys| {
-                let db = db.clone();
-                async move {
-                    per_tenant(keys, |tenant, queries| {
-                        let db = db.clone();
-                        async move {
-                            store::suppressions::suppressed_among(&db, &tenant, &queries).await
-                        }
-                    })
-                    .await
-                }
-            })
+            Batcher::per_tenant(
+                SUPPRESSION_LOADERS,
+                SUPPRESSION_BATCH,
+                &self.db,
+                |db, tenant, queries| async move {
+                    store::suppressions::suppressed_among(&db, &tenant, &queries).await
+                },
+            )
         });
         let found = reads
             .load((tenant.to_owned(), query))

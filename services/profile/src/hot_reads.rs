@@ -10,7 +10,7 @@ use std::future::Future;
 use std::hash::Hash;
 
 use sea_orm::DatabaseConnection;
-use throughline_runtime::batch::{Batcher, per_tenant};
+use throughline_runtime::batch::Batcher;
 use tonic::Status;
 
 use crate::error::Result;
@@ -68,8 +68,7 @@ impl HotReads {
     }
 }
 
-/// A batcher whose loaders answer each batch with `read` (one tenant's keys to the values
-/// found) on `db`'s pool.
+/// A batcher of `read` with this module's loaders and batch size.
 fn batcher<K, V, F, Fut>(db: &DatabaseConnection, read: F) -> Batcher<(String, K), Option<V>>
 where
     K: Clone + Eq + Hash + Send + Sync + 'static,
@@ -77,9 +76,5 @@ where
     F: Fn(DatabaseConnection, String, Vec<K>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<HashMap<K, V>>> + Send + 'static,
 {
-    let db = db.clone();
-    Batcher::start(LOADERS, MAX_BATCH, move |keys| {
-        let (db, read) = (db.clone(), read.clone());
-        async move { per_tenant(keys, |tenant, group| read(db.clone(), tenant, group)).await }
-    })
+    Batcher::per_tenant(LOADERS, MAX_BATCH, db, read)
 }

@@ -119,9 +119,36 @@ async fn run<K, V, F, Fut>(
     }
 }
 
+impl<K, V> Batcher<(String, K), Option<V>>
+where
+    K: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Loaders of keys of any tenants on `db`'s pool: each batch is read with one call of
+    /// `read` (one tenant's keys to the values found) per tenant in it, so every query names
+    /// its tenant; a key `read` did not find is answered `None`.
+    pub fn per_tenant<E, F, Fut>(
+        loaders: usize,
+        max_batch: usize,
+        db: &sea_orm::DatabaseConnection,
+        read: F,
+    ) -> Self
+    where
+        E: Into<Status>,
+        F: Fn(sea_orm::DatabaseConnection, String, Vec<K>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<std::collections::HashMap<K, V>, E>> + Send + 'static,
+    {
+        let db = db.clone();
+        Self::start(loaders, max_batch, move |keys| {
+            let (db, read) = (db.clone(), read.clone());
+            async move { per_tenant(keys, |tenant, group| read(db.clone(), tenant, group)).await }
+        })
+    }
+}
+
 /// Reads a batch that may mix tenants with one query per tenant (every query names its
 /// tenant), and answers each key in the batch's order: `None` for a key `read` did not find.
-pub async fn per_tenant<K, V, E, F, Fut>(
+async fn per_tenant<K, V, E, F, Fut>(
     keys: Vec<(String, K)>,
     read: F,
 ) -> Result<Vec<Option<V>>, Status>
