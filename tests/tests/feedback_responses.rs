@@ -86,8 +86,16 @@ on_both_databases!(
             call_centre(),
             vec![score("nps", 10)],
         );
-        let refused = submit(&mut client, other, "burst-0").await.unwrap_err();
+        let refused = submit(&mut client, other.clone(), "burst-0")
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument);
+        // So is a request id longer than a key takes, named as the field at fault.
+        let too_long = submit(&mut client, other, &"x".repeat(129))
+            .await
+            .unwrap_err();
+        assert_eq!(too_long.code(), Code::InvalidArgument);
+        assert_eq!(violations(&too_long), ["request_id"]);
 
         let feedback_db = database(&db).await;
         assert_eq!(

@@ -28,7 +28,11 @@ pub struct Key<'a> {
 }
 
 /// The longest `request_id` a key takes.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+fn valid_request_id(request_id: &str) -> bool {
+    !request_id.is_empty() && request_id.len() <= MAX_REQUEST_ID_LEN
+}
 
 /// A request whose result is known before its key is taken: what
 /// [`Idempotency::record_new`] records.
@@ -97,7 +101,7 @@ impl Idempotency {
         Res: Message + Default,
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> BoxFuture<'t, Result<Res, Error>>,
     {
-        if key.request_id.is_empty() || key.request_id.len() > MAX_REQUEST_ID_LEN {
+        if !valid_request_id(key.request_id) {
             return Err(Error::invalid(
                 "request_id",
                 format!("must be 1 to {MAX_REQUEST_ID_LEN} characters"),
@@ -130,8 +134,9 @@ impl Idempotency {
     /// Takes the keys of `finished` that nobody holds and records their results, in the
     /// caller's transaction: the group-commit path for work whose effects the caller writes in
     /// that same transaction. Answers, per entry, whether it was recorded. An entry that was not
-    /// (its key taken before, or by an earlier entry of `finished`) must go through
-    /// [`Idempotency::run`], which replays, refuses or takes over as for any retry.
+    /// (its key taken before, or by an earlier entry of `finished`, or its request id not one a
+    /// key takes) must go through [`Idempotency::run`], which replays, refuses or takes over as
+    /// for any retry.
     pub async fn record_new<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -141,7 +146,10 @@ impl Idempotency {
         let mut first = std::collections::HashSet::new();
         let candidates: Vec<bool> = finished
             .iter()
-            .map(|entry| first.insert((entry.key.tenant, entry.key.method, entry.key.request_id)))
+            .map(|entry| {
+                valid_request_id(entry.key.request_id)
+                    && first.insert((entry.key.tenant, entry.key.method, entry.key.request_id))
+            })
             .collect();
         if first.is_empty() {
             return Ok(candidates);

@@ -4,7 +4,7 @@ use futures::FutureExt;
 use prost::Message;
 use throughline_proto::feedback::v1::*;
 use throughline_runtime::customer::CustomerKey;
-use throughline_runtime::idempotency::{Key, MAX_REQUEST_ID_LEN, request_hash};
+use throughline_runtime::idempotency::{Key, request_hash};
 use throughline_runtime::request::{channels, page_size, resource_id};
 use throughline_runtime::time::{PageToken, next_page, timestamp_us};
 use throughline_runtime::{Error, FieldViolation};
@@ -88,9 +88,6 @@ impl Api {
         respondent: Option<Respondent>,
     ) -> Result<Option<SubmitResponseResponse>, Error> {
         let service = &self.service;
-        if request.request_id.len() > MAX_REQUEST_ID_LEN {
-            return Ok(None);
-        }
         let prepared = match prepare(service, &service.db, tenant, input, respondent).await {
             Ok(prepared) if prepared.only_inserts() => prepared,
             _ => return Ok(None),
