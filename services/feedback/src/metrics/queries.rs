@@ -13,7 +13,7 @@ use throughline_runtime::sql::Sql;
 use super::periods::Period;
 use super::stats::{CesCounts, CsatCounts, NpsCounts};
 use crate::filter::Filter;
-use crate::store::counts::{COLUMNS, DAY_US, INVITATIONS, RESPONSES};
+use crate::store::counts::{COLUMNS, DAY_US, INVITATIONS, RESPONSES, day_of};
 
 /// The counts of one group in one period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,12 +135,15 @@ fn whole_days(query: &Query<'_>) -> Option<std::ops::Range<i64>> {
     }
     if let Some(periods) = query.periods
         && periods.len() > 1
-        && periods.iter().skip(1).any(|p| p.start_us % DAY_US != 0)
+        && periods
+            .iter()
+            .skip(1)
+            .any(|p| day_of(p.start_us) != p.start_us)
     {
         return None;
     }
-    let start = (filter.start_us + DAY_US - 1).div_euclid(DAY_US) * DAY_US;
-    let end = filter.end_us.div_euclid(DAY_US) * DAY_US;
+    let start = day_of(filter.start_us + DAY_US - 1);
+    let end = day_of(filter.end_us);
     (start < end).then_some(start..end)
 }
 

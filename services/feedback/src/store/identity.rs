@@ -108,6 +108,7 @@ pub(crate) async fn erase(
     profiles: &[String],
 ) -> Result<u64, Error> {
     let mut responses = 0;
+    let profile_ids: Vec<&str> = profiles.iter().map(String::as_str).collect();
     for table in ANSWER_ROWS.iter().chain(&RECORDED) {
         for column in ["profile", "recorded_profile"] {
             if ANSWER_ROWS.contains(table) && column == "recorded_profile" {
@@ -120,11 +121,10 @@ pub(crate) async fn erase(
                 _ => None,
             };
             if let Some(counted) = counted {
-                let values: Vec<&str> = profiles.iter().map(String::as_str).collect();
                 let rows = Rows::Where {
                     tenant,
                     column,
-                    values: &values,
+                    values: &profile_ids,
                 };
                 counts::record(db, -1, &[(counted, rows)]).await?;
             }
