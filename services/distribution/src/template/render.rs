@@ -2,6 +2,7 @@
 //! `html_body` only.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use throughline_proto::distribution::v1::template_variant::Content;
@@ -19,8 +20,14 @@ const PLAIN: &str = "plain";
 pub(super) const PUSH_TITLE_MAX: usize = 65;
 pub(super) const PUSH_BODY_MAX: usize = 240;
 
-/// The environment every template is parsed and rendered in.
-pub(super) fn environment() -> Environment<'static> {
+/// The environment every template is parsed and rendered in, built once: building it
+/// registers minijinja's filters and tests, which cost as much as parsing a short template.
+pub(super) fn environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(build_environment);
+    &ENVIRONMENT
+}
+
+fn build_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|name| {
         if name == HTML {
