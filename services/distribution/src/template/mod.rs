@@ -185,7 +185,7 @@ pub fn validate(template: &Template, limits: &TemplateLimits) -> Result<(), Erro
                     format!("{at}.{}", field.path),
                     format!("must be at most {} bytes", limits.max_field_bytes),
                 );
-            } else if let Some(error) = render::parse_error(&env, &field) {
+            } else if let Some(error) = render::parse_error(env, &field) {
                 violation(format!("{at}.{}", field.path), error);
             }
         }
