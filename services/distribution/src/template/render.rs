@@ -1,8 +1,8 @@
 //! Rendering with minijinja: every field of a variant is a template; HTML is escaped in
 //! `html_body` only.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use throughline_proto::distribution::v1::template_variant::Content;
@@ -107,22 +107,68 @@ fn describe(error: &minijinja::Error) -> String {
     }
 }
 
+/// A field's source parsed once: an environment holding it as its one template, and the
+/// variables it reads that are not the environment's globals.
+struct Compiled {
+    env: Environment<'static>,
+    name: &'static str,
+    variables: Vec<String>,
+}
+
+/// Most parsed sources kept; when full the cache starts again from empty.
+const COMPILED_SOURCES: usize = 1024;
+
+/// The parsed form of `field`'s source, from the cache or parsed now. Sends render the same
+/// few templates over and over, and parsing took as long as rendering.
+fn compiled(field: &Field<'_>) -> Result<Arc<Compiled>, minijinja::Error> {
+    type Cache = Mutex<HashMap<(bool, String), Arc<Compiled>>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
+    let key = (field.html, field.source.to_owned());
+    if let Some(compiled) = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&key)
+    {
+        return Ok(compiled.clone());
+    }
+    let name = if field.html { HTML } else { PLAIN };
+    let mut env = environment().clone();
+    env.add_template_owned(name, field.source.to_owned())?;
+    let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
+    let variables = env
+        .get_template(name)?
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|path| !globals.contains(path.split('.').next().unwrap_or_default()))
+        .collect();
+    let compiled = Arc::new(Compiled {
+        env,
+        name,
+        variables,
+    });
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cache.len() >= COMPILED_SOURCES {
+        cache.clear();
+    }
+    cache.insert(key, compiled.clone());
+    Ok(compiled)
+}
+
 /// See [`super::render`].
 pub(super) fn render(
     variant: &TemplateVariant,
     variables: &serde_json::Value,
     limits: &TemplateLimits,
 ) -> Result<Rendered, Error> {
-    let env = environment();
-    let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
     let context = to_value(variables);
     let mut missing = BTreeSet::new();
     let mut violations = Vec::new();
     let mut rendered: BTreeMap<String, String> = BTreeMap::new();
     for field in fields(variant) {
-        let name = if field.html { HTML } else { PLAIN };
-        let template = match env.template_from_named_str(name, field.source) {
-            Ok(template) => template,
+        let compiled = match compiled(&field) {
+            Ok(compiled) => compiled,
             Err(error) => {
                 violations.push(FieldViolation::new(
                     field.path,
@@ -132,11 +178,8 @@ pub(super) fn render(
             }
         };
         let mut lacking = false;
-        for path in template.undeclared_variables(true) {
-            if globals.contains(path.split('.').next().unwrap_or_default()) {
-                continue;
-            }
-            if let Some(absent) = absent(variables, &path) {
+        for path in &compiled.variables {
+            if let Some(absent) = absent(variables, path) {
                 missing.insert(absent);
                 lacking = true;
             }
@@ -144,7 +187,11 @@ pub(super) fn render(
         if lacking {
             continue;
         }
-        match template.render(&context) {
+        let result = compiled
+            .env
+            .get_template(compiled.name)
+            .and_then(|template| template.render(&context));
+        match result {
             Ok(text) => {
                 rendered.insert(field.path, text);
             }
