@@ -1,5 +1,5 @@
 //! The reads every channel and every other service makes most often: GetProfile, CheckConsent
-//! by identifier and the lookup behind ResolveIdentity of a known customer. Each goes through
+//! by identifier and the lookups behind ResolveIdentity of a known customer. Each goes through
 //! the runtime's read batcher, so callers arriving together share one query (see
 //! `throughline_runtime::batch` for why that multiplies throughput and what a caller still
 //! sees). Writes and reads inside a transaction never come here: they must see their own
@@ -30,6 +30,7 @@ pub struct HotReads {
     profiles: Batcher<(String, String), ProfileRead>,
     consents: Batcher<(String, ConsentQuery), ConsentRead>,
     holders: Batcher<(String, Key), Option<String>>,
+    by_key: Batcher<(String, Key), ProfileRead>,
 }
 
 impl HotReads {
@@ -48,6 +49,9 @@ impl HotReads {
                     .into_iter()
                     .collect())
             }),
+            by_key: batcher(db, |db, tenant, keys: Vec<Key>| async move {
+                store::profiles_holding(&db, &tenant, &keys).await
+            }),
         }
     }
 
@@ -60,6 +64,11 @@ impl HotReads {
     /// when nobody holds it.
     pub async fn consent(&self, tenant: &str, query: ConsentQuery) -> Result<ConsentRead, Status> {
         self.consents.load((tenant.to_owned(), query)).await
+    }
+
+    /// The profile holding `key`, with everything it holds; `None` when nobody holds it.
+    pub async fn profile_holding(&self, tenant: &str, key: Key) -> Result<ProfileRead, Status> {
+        self.by_key.load((tenant.to_owned(), key)).await
     }
 
     /// The profile holding `key`, if any.

@@ -44,6 +44,15 @@ impl Api {
         keys: &[identity::Key],
     ) -> Result<Option<Profile>, Status> {
         let hot = &self.service.hot;
+        // One identifier, the usual call: its holder and what the holder holds in one read.
+        if let [key] = keys {
+            return match hot.profile_holding(tenant, key.clone()).await? {
+                Some((row, children)) if row.state == ProfileState::Active as i32 => {
+                    Ok(Some(store::compose(&row, &children)?))
+                }
+                _ => Ok(None),
+            };
+        }
         let holders =
             futures::future::try_join_all(keys.iter().map(|key| hot.holder(tenant, key.clone())))
                 .await?;

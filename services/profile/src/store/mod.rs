@@ -13,7 +13,10 @@ use sea_orm::{
 use throughline_proto::profile::v1::{Consent, Profile, ProfileState};
 
 pub use entities::{consent, identifier, member, merge_event, profile, segment};
-pub use reads::{Children, ConsentQuery, consents_by_identifier, holders, profiles_with_children};
+pub use reads::{
+    Children, ConsentQuery, consents_by_identifier, holders, profiles_holding,
+    profiles_with_children,
+};
 
 use crate::error::{Error, Result};
 use crate::identity::Key;

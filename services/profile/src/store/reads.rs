@@ -69,12 +69,11 @@ fn branch_values(tenant: &str, ids: &[String], branches: usize) -> (usize, Vec<V
     (padded, values)
 }
 
-/// The union of the identifiers, current consents and memberships of the profiles in a list of
-/// `n` ids, each row with its profile (`pid`); with `blob`, each branch also has a NULL column
-/// `b` of that type, to stand beside the profiles' own rows.
-fn children_sql(n: usize, blob: Option<&str>) -> String {
+/// The union of the identifiers, current consents and memberships of the profiles `ids` (what
+/// follows `IN`: a list or a subquery), each row with its profile (`pid`); with `blob`, each
+/// branch also has a NULL column `b` of that type, to stand beside the profiles' own rows.
+fn children_sql(ids: &str, blob: Option<&str>) -> String {
     let b = blob.map_or(String::new(), |t| format!(", CAST(NULL AS {t}) AS b"));
-    let ids = placeholders(n);
     format!(
         "SELECT 'i' AS k, profile_id AS pid, CAST(kind AS BIGINT) AS n1, \
                 CAST(created_us AS BIGINT) AS n2, CAST(0 AS BIGINT) AS n3, CAST(0 AS BIGINT) AS n4, \
@@ -109,7 +108,11 @@ pub async fn children_of<C: ConnectionTrait>(
     }
     let (listed, values) = branch_values(tenant, ids, 3);
     let rows = c
-        .query_all_raw(statement(c, &children_sql(listed, None), values))
+        .query_all_raw(statement(
+            c,
+            &children_sql(&placeholders(listed), None),
+            values,
+        ))
         .await?;
     let (_, children) = collect(rows, tenant)?;
     Ok(children)
@@ -125,24 +128,8 @@ pub async fn profiles_with_children<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let blob = if c.get_database_backend() == DatabaseBackend::Postgres {
-        "BYTEA"
-    } else {
-        "BLOB"
-    };
     let (listed, values) = branch_values(tenant, ids, 4);
-    let sql = format!(
-        "SELECT 'p' AS k, id AS pid, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
-                CAST(created_us AS BIGINT) AS n3, CAST(updated_us AS BIGINT) AS n4, \
-                CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, \
-                COALESCE(merged_into, '') AS t1, '' AS t2, '' AS t3, data AS b \
-           FROM profile_profiles WHERE tenant = ? AND id IN {} \
-         UNION ALL {}",
-        placeholders(listed),
-        children_sql(listed, Some(blob))
-    );
-    let rows = c.query_all_raw(statement(c, &sql, values)).await?;
-    let (mut rows, mut children) = collect(rows, tenant)?;
+    let (mut rows, mut children) = profile_rows(c, tenant, &placeholders(listed), values).await?;
     Ok(rows
         .drain()
         .map(|(id, row)| {
@@ -150,6 +137,71 @@ pub async fn profiles_with_children<C: ConnectionTrait>(
             (id, (row, held))
         })
         .collect())
+}
+
+/// The profiles holding `keys`, with everything each holds, by key, in one round trip: the
+/// lookup behind ResolveIdentity of a known customer, without first asking who holds the key.
+pub async fn profiles_holding<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    keys: &[Key],
+) -> Result<HashMap<Key, (profile::Model, Children)>> {
+    let mut key_values = Vec::new();
+    let Some(list) = values_of(keys, &mut key_values, |key| {
+        vec![
+            key.kind.into(),
+            key.source.as_str().into(),
+            key.value.as_str().into(),
+        ]
+    }) else {
+        return Ok(HashMap::new());
+    };
+    let holders = format!(
+        "(SELECT i.profile_id FROM {list} \
+            JOIN profile_identifiers i ON i.tenant = ? AND i.kind = q.column1 \
+                 AND i.source = q.column2 AND i.value = q.column3)"
+    );
+    let mut values = Vec::with_capacity(4 * (key_values.len() + 2));
+    for _ in 0..4 {
+        values.push(tenant.into());
+        values.extend(key_values.iter().cloned());
+        values.push(tenant.into());
+    }
+    let (rows, mut children) = profile_rows(c, tenant, &holders, values).await?;
+    let mut found = HashMap::with_capacity(keys.len());
+    for (id, row) in rows {
+        let held = children.remove(&id).unwrap_or_default();
+        for key in keys.iter().filter(|key| held.identifiers.contains(key)) {
+            found.insert(key.clone(), (row.clone(), held.clone()));
+        }
+    }
+    Ok(found)
+}
+
+/// The rows and children of `tenant`'s profiles `ids` (what follows `IN`); `values` holds each
+/// of the four branches' tenant and the values `ids` binds.
+async fn profile_rows<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    ids: &str,
+    values: Vec<Value>,
+) -> Result<Collected> {
+    let blob = if c.get_database_backend() == DatabaseBackend::Postgres {
+        "BYTEA"
+    } else {
+        "BLOB"
+    };
+    let sql = format!(
+        "SELECT 'p' AS k, id AS pid, CAST(state AS BIGINT) AS n1, CAST(version AS BIGINT) AS n2, \
+                CAST(created_us AS BIGINT) AS n3, CAST(updated_us AS BIGINT) AS n4, \
+                CAST(0 AS BIGINT) AS n5, CAST(0 AS BIGINT) AS n6, \
+                COALESCE(merged_into, '') AS t1, '' AS t2, '' AS t3, data AS b \
+           FROM profile_profiles WHERE tenant = ? AND id IN {ids} \
+         UNION ALL {}",
+        children_sql(ids, Some(blob))
+    );
+    let rows = c.query_all_raw(statement(c, &sql, values)).await?;
+    collect(rows, tenant)
 }
 
 /// The profiles' rows and their children, by profile id.
