@@ -146,14 +146,8 @@ pub async fn profiles_holding<C: ConnectionTrait>(
     tenant: &str,
     keys: &[Key],
 ) -> Result<HashMap<Key, (profile::Model, Children)>> {
-    let mut key_values = Vec::new();
-    let Some(list) = values_of(keys, &mut key_values, |key| {
-        vec![
-            key.kind.into(),
-            key.source.as_str().into(),
-            key.value.as_str().into(),
-        ]
-    }) else {
+    let mut bound = Vec::new();
+    let Some(list) = values_of(keys, &mut bound, key_values) else {
         return Ok(HashMap::new());
     };
     let holders = format!(
@@ -161,10 +155,10 @@ pub async fn profiles_holding<C: ConnectionTrait>(
             JOIN profile_identifiers i ON i.tenant = ? AND i.kind = q.column1 \
                  AND i.source = q.column2 AND i.value = q.column3)"
     );
-    let mut values = Vec::with_capacity(4 * (key_values.len() + 2));
+    let mut values = Vec::with_capacity(4 * (bound.len() + 2));
     for _ in 0..4 {
         values.push(tenant.into());
-        values.extend(key_values.iter().cloned());
+        values.extend(bound.iter().cloned());
         values.push(tenant.into());
     }
     let (rows, mut children) = profile_rows(c, tenant, &holders, values).await?;
@@ -354,13 +348,7 @@ pub async fn holders<C: ConnectionTrait>(
     keys: &[Key],
 ) -> Result<BTreeMap<Key, String>> {
     let mut values = Vec::with_capacity(3 * keys.len().next_power_of_two() + 1);
-    let Some(list) = values_of(keys, &mut values, |key| {
-        vec![
-            key.kind.into(),
-            key.source.as_str().into(),
-            key.value.as_str().into(),
-        ]
-    }) else {
+    let Some(list) = values_of(keys, &mut values, key_values) else {
         return Ok(BTreeMap::new());
     };
     let sql = format!(
@@ -399,6 +387,15 @@ fn values_of<T>(
     }
     list.push_str(") AS q");
     Some(list)
+}
+
+/// The values of `key` in a `(VALUES …)` row: kind, source, value.
+fn key_values(key: &Key) -> Vec<Value> {
+    vec![
+        key.kind.into(),
+        key.source.as_str().into(),
+        key.value.as_str().into(),
+    ]
 }
 
 /// The identifier of a row with `q_kind`, `q_source` and `q_value`.
