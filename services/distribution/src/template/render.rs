@@ -115,18 +115,26 @@ struct Compiled {
     variables: Vec<String>,
 }
 
-/// Most parsed sources kept; when full the cache starts again from empty.
-const COMPILED_SOURCES: usize = 1024;
+/// Most source bytes the cache of parsed sources holds (a field may be 256 KiB); when full it
+/// starts again from empty.
+const COMPILED_BYTES: usize = 16 << 20;
+
+/// Parsed sources by (escaped as HTML, source), and the bytes of their sources.
+#[derive(Default)]
+struct CompiledCache {
+    sources: HashMap<(bool, String), Arc<Compiled>>,
+    bytes: usize,
+}
 
 /// The parsed form of `field`'s source, from the cache or parsed now. Sends render the same
 /// few templates over and over, and parsing took as long as rendering.
 fn compiled(field: &Field<'_>) -> Result<Arc<Compiled>, minijinja::Error> {
-    type Cache = Mutex<HashMap<(bool, String), Arc<Compiled>>>;
-    static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
+    static CACHE: LazyLock<Mutex<CompiledCache>> = LazyLock::new(Mutex::default);
     let key = (field.html, field.source.to_owned());
     if let Some(compiled) = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .sources
         .get(&key)
     {
         return Ok(compiled.clone());
@@ -149,10 +157,11 @@ fn compiled(field: &Field<'_>) -> Result<Arc<Compiled>, minijinja::Error> {
     let mut cache = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if cache.len() >= COMPILED_SOURCES {
-        cache.clear();
+    if cache.bytes + field.source.len() > COMPILED_BYTES {
+        *cache = CompiledCache::default();
     }
-    cache.insert(key, compiled.clone());
+    cache.bytes += field.source.len();
+    cache.sources.insert(key, compiled.clone());
     Ok(compiled)
 }
 
