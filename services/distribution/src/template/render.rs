@@ -119,10 +119,11 @@ struct Compiled {
 /// starts again from empty.
 const COMPILED_BYTES: usize = 16 << 20;
 
-/// Parsed sources by (escaped as HTML, source), and the bytes of their sources.
+/// Parsed sources, plain ones at 0 and those escaped as HTML at 1, and the bytes of their
+/// sources. Keyed by the source itself, so a lookup borrows it rather than copying it.
 #[derive(Default)]
 struct CompiledCache {
-    sources: HashMap<(bool, String), Arc<Compiled>>,
+    sources: [HashMap<String, Arc<Compiled>>; 2],
     bytes: usize,
 }
 
@@ -130,12 +131,12 @@ struct CompiledCache {
 /// few templates over and over, and parsing took as long as rendering.
 fn compiled(field: &Field<'_>) -> Result<Arc<Compiled>, minijinja::Error> {
     static CACHE: LazyLock<Mutex<CompiledCache>> = LazyLock::new(Mutex::default);
-    let key = (field.html, field.source.to_owned());
+    let escaping = usize::from(field.html);
     if let Some(compiled) = CACHE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .sources
-        .get(&key)
+        .sources[escaping]
+        .get(field.source)
     {
         return Ok(compiled.clone());
     }
@@ -160,8 +161,12 @@ fn compiled(field: &Field<'_>) -> Result<Arc<Compiled>, minijinja::Error> {
     if cache.bytes + field.source.len() > COMPILED_BYTES {
         *cache = CompiledCache::default();
     }
-    cache.bytes += field.source.len();
-    cache.sources.insert(key, compiled.clone());
+    let added = cache.sources[escaping]
+        .insert(field.source.to_owned(), compiled.clone())
+        .is_none();
+    if added {
+        cache.bytes += field.source.len();
+    }
     Ok(compiled)
 }
 
