@@ -442,6 +442,62 @@ on_both_databases!(
     }
 );
 
+on_both_databases!(
+    batches_sent_ahead_are_acknowledged_in_order,
+    |test_db: TestDatabase| async move {
+        let suite = TestSuite::start(&["interaction"], &test_db).await;
+        let mut client = client(&suite, "acme").await;
+        // Forty batches sent before any acknowledgement is read: the server works on several
+        // at once. Batch 10 repeats batch 9's items, every item of batch 20 is invalid, and
+        // one item of batch 30 reuses an id of batch 29 for different content.
+        let mut batches: Vec<_> = (1..=40)
+            .map(|sequence| {
+                let first = (sequence as usize - 1) * 50;
+                batch(sequence, first..first + 50)
+            })
+            .collect();
+        batches[9].requests = batches[8].requests.clone();
+        for request in &mut batches[19].requests {
+            request.interaction.as_mut().unwrap().channel = 42;
+        }
+        batches[29].requests[0].interaction_id = batches[28].requests[0].interaction_id.clone();
+        let (acks, error) = client
+            .record_interactions(tokio_stream::iter(batches))
+            .await
+            .unwrap()
+            .into_inner()
+            .message_until_error()
+            .await;
+        assert!(error.is_none(), "{error:?}");
+        let seen: Vec<_> = acks
+            .iter()
+            .map(|ack| {
+                (
+                    ack.sequence,
+                    ack.stored_count,
+                    ack.duplicate_count,
+                    ack.rejected.len(),
+                )
+            })
+            .collect();
+        let expected: Vec<_> = (1..=40)
+            .map(|sequence| match sequence {
+                10 => (10, 0, 50, 0),
+                20 => (20, 0, 0, 50),
+                30 => (30, 49, 0, 1),
+                _ => (sequence, 50, 0, 0),
+            })
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(acks[29].rejected[0].violations[0].reason, "ID_REUSED");
+        assert_eq!(
+            count(&test_db, "SELECT COUNT(*) FROM interaction_interactions").await,
+            37 * 50 + 49
+        );
+        suite.stop().await;
+    }
+);
+
 trait UntilError {
     async fn message_until_error(self) -> (Vec<RecordInteractionsResponse>, Option<tonic::Status>);
 }

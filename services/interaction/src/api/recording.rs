@@ -26,6 +26,7 @@ use crate::store::record::{Outcome, record};
 use crate::store::write_transaction;
 use crate::time::now_us;
 use crate::validate::{self, MAX_BATCH, NewInteraction};
+use crate::writer::{Commit, Lane};
 
 /// Acknowledgements a stream may have ready before the client reads them.
 const ACK_BUFFER: usize = 16;
@@ -145,13 +146,20 @@ impl Api {
         })
     }
 
+    /// Two stages per stream: one reads, validates and hands batches to the group-commit
+    /// writer without waiting for their commits, the other acknowledges them in order as they
+    /// commit. A stream therefore keeps up to [`STREAM_PIPELINE`] batches in the writer's
+    /// queue, so a commit carries many streams' batches and the writer never waits for a
+    /// stream's round trip before its next batch.
     pub(super) fn record_stream(
         &self,
         tenant: String,
         mut batches: Streaming<RecordInteractionsRequest>,
     ) -> AckStream {
         let (acks, receiver) = mpsc::channel(ACK_BUFFER);
+        let (handed_over, mut committing) = mpsc::channel(STREAM_PIPELINE);
         let api = self.clone();
+        let lane = self.service.writer().lane();
         tokio::spawn(async move {
             let mut last_sequence = 0;
             loop {
@@ -160,17 +168,30 @@ impl Api {
                     // The client finished sending: every batch has its acknowledgement.
                     Ok(None) => break,
                     Err(status) => {
-                        let _ = acks.send(Err(status)).await;
+                        let _ = handed_over.send(Err(status)).await;
                         break;
                     }
                 };
-                let answer = api
-                    .record_streamed_batch(&tenant, batch, &mut last_sequence)
+                let submitted = api
+                    .submit_streamed_batch(&tenant, batch, &lane, &mut last_sequence)
                     .await
                     .map_err(Status::from);
+                let failed = submitted.is_err();
+                // The acknowledging stage stopped (the client went away or a batch failed):
+                // stop reading. Batches handed over but not acknowledged either commit or
+                // not, and a resend is safe either way.
+                if handed_over.send(submitted).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(submitted) = committing.recv().await {
+                let answer = match submitted {
+                    Ok(batch) => batch.acknowledgement().await.map_err(Status::from),
+                    Err(status) => Err(status),
+                };
                 let failed = answer.is_err();
-                // A client that went away stops the stream; its unacknowledged batch either
-                // committed or not, and a resend is safe either way.
                 if acks.send(answer).await.is_err() || failed {
                     break;
                 }
@@ -179,12 +200,14 @@ impl Api {
         Box::pin(ReceiverStream::new(receiver))
     }
 
-    async fn record_streamed_batch(
+    /// Checks a streamed batch and hands its valid items to the writer.
+    async fn submit_streamed_batch(
         &self,
         tenant: &str,
         batch: RecordInteractionsRequest,
+        lane: &Lane,
         last_sequence: &mut i64,
-    ) -> Result<RecordInteractionsResponse, Error> {
+    ) -> Result<SubmittedBatch, Error> {
         if batch.sequence <= *last_sequence {
             return Err(Error::invalid(
                 "sequence",
@@ -207,39 +230,65 @@ impl Api {
         *last_sequence = batch.sequence;
         let now = now_us();
         let mut items = Vec::with_capacity(count);
-        let mut positions = Vec::with_capacity(count);
-        let mut rejected = Vec::new();
+        let mut submitted = SubmittedBatch {
+            sequence: batch.sequence,
+            positions: Vec::with_capacity(count),
+            ids: Vec::with_capacity(count),
+            rejected: Vec::new(),
+            commit: None,
+        };
         for (index, item) in batch.requests.into_iter().enumerate() {
             let interaction_id = item.interaction_id.clone();
             match validate::interaction(item, now) {
                 Ok(item) => {
+                    submitted.ids.push(item.id.clone());
                     items.push(item);
-                    positions.push(index);
+                    submitted.positions.push(index);
                 }
-                Err(violations) => rejected.push(RejectedInteraction {
+                Err(violations) => submitted.rejected.push(RejectedInteraction {
                     index: i32::try_from(index).unwrap_or(i32::MAX),
                     interaction_id,
                     violations: violations.iter().map(|v| v.proto()).collect(),
                 }),
             }
         }
-        let mut stored_count = 0;
-        let mut duplicate_count = 0;
         if !items.is_empty() {
             let profiles = self.resolve(tenant, &items).await?;
-            let ids: Vec<String> = items.iter().map(|item| item.id.clone()).collect();
-            let outcomes = self
-                .service
-                .writer()
-                .record(tenant, items, profiles)
-                .await?;
-            for (position, outcome) in outcomes.into_iter().enumerate() {
+            submitted.commit = Some(lane.submit(tenant, items, profiles).await?);
+        }
+        Ok(submitted)
+    }
+}
+
+/// Batches a stream may have in the writer's queue, not yet acknowledged.
+const STREAM_PIPELINE: usize = 8;
+
+/// A streamed batch handed to the writer: what its acknowledgement needs once it commits.
+struct SubmittedBatch {
+    sequence: i64,
+    /// The batch position and id of each item handed to the writer, in order.
+    positions: Vec<usize>,
+    ids: Vec<String>,
+    /// The items refused before the writer.
+    rejected: Vec<RejectedInteraction>,
+    /// The writer's answer; `None` when no item was valid.
+    commit: Option<Commit>,
+}
+
+impl SubmittedBatch {
+    /// Waits for the batch's commit and tells what became of each item.
+    async fn acknowledgement(self) -> Result<RecordInteractionsResponse, Error> {
+        let mut rejected = self.rejected;
+        let mut stored_count = 0;
+        let mut duplicate_count = 0;
+        if let Some(commit) = self.commit {
+            for (position, outcome) in commit.outcomes().await?.into_iter().enumerate() {
                 match outcome {
                     Outcome::Stored(_) => stored_count += 1,
                     Outcome::Duplicate(_) => duplicate_count += 1,
                     Outcome::Rejected(violation) => rejected.push(RejectedInteraction {
-                        index: i32::try_from(positions[position]).unwrap_or(i32::MAX),
-                        interaction_id: ids[position].clone(),
+                        index: i32::try_from(self.positions[position]).unwrap_or(i32::MAX),
+                        interaction_id: self.ids[position].clone(),
                         violations: vec![violation.proto()],
                     }),
                 }
@@ -247,7 +296,7 @@ impl Api {
         }
         rejected.sort_by_key(|r| r.index);
         Ok(RecordInteractionsResponse {
-            sequence: batch.sequence,
+            sequence: self.sequence,
             stored_count,
             duplicate_count,
             rejected,

@@ -225,6 +225,10 @@ const INSERT_COLUMNS: &str = "tenant, id, customer, profile, timeline, channel, 
      source, attributes, content_hash";
 
 /// One multi-row `VALUES` (19 values a row keeps it far below SQLite's parameter limit).
+/// `OR IGNORE` rather than `ON CONFLICT … DO NOTHING`: with the latter the NOT NULL checks
+/// could still abort the statement, so SQLite copied every page the insert touched into a
+/// statement journal first (12 % of the writer's time in the ingest benchmark). The values
+/// bound here are never NULL, so ignoring changes nothing but that.
 fn insert_values(
     backend: DbBackend,
     tenant: &str,
@@ -233,7 +237,7 @@ fn insert_values(
 ) -> sea_orm::Statement {
     let mut sql = Sql::new(backend);
     sql.push(&format!(
-        "INSERT INTO {INTERACTIONS} ({INSERT_COLUMNS}) VALUES "
+        "INSERT OR IGNORE INTO {INTERACTIONS} ({INSERT_COLUMNS}) VALUES "
     ));
     for (position, (_, row)) in chunk.iter().enumerate() {
         if position > 0 {
@@ -262,7 +266,7 @@ fn insert_values(
             item.content_hash.into(),
         ]);
     }
-    sql.push(" ON CONFLICT (tenant, id) DO NOTHING RETURNING id");
+    sql.push(" RETURNING id");
     sql.statement()
 }
 
