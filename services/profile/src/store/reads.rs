@@ -294,17 +294,28 @@ pub async fn consents_by_identifier<C: ConnectionTrait>(
     }) else {
         return Ok(HashMap::new());
     };
+    // The newest decision of the pair: PostgreSQL reads it in the one index scan that finds
+    // it (LATERAL); SQLite, which has no LATERAL, finds its id and then reads it by that id.
+    let newest = if c.get_database_backend() == DatabaseBackend::Postgres {
+        "LEFT JOIN LATERAL ( \
+             SELECT * FROM profile_consents d \
+              WHERE d.tenant = i.tenant AND d.profile_id = i.profile_id \
+                AND d.channel = q.column4 AND d.purpose = q.column5 \
+              ORDER BY d.effective_us DESC, d.id DESC LIMIT 1) c ON TRUE"
+    } else {
+        "LEFT JOIN profile_consents c ON c.id = ( \
+             SELECT d.id FROM profile_consents d \
+              WHERE d.tenant = i.tenant AND d.profile_id = i.profile_id \
+                AND d.channel = q.column4 AND d.purpose = q.column5 \
+              ORDER BY d.effective_us DESC, d.id DESC LIMIT 1)"
+    };
     let sql = format!(
         "SELECT i.kind AS q_kind, i.source AS q_source, i.value AS q_value, \
                 q.column4 AS q_channel, q.column5 AS q_purpose, i.profile_id AS holder, c.* \
            FROM {list} \
            JOIN profile_identifiers i ON i.tenant = ? AND i.kind = q.column1 \
                 AND i.source = q.column2 AND i.value = q.column3 \
-           LEFT JOIN profile_consents c ON c.id = ( \
-                SELECT d.id FROM profile_consents d \
-                 WHERE d.tenant = i.tenant AND d.profile_id = i.profile_id \
-                   AND d.channel = q.column4 AND d.purpose = q.column5 \
-                 ORDER BY d.effective_us DESC, d.id DESC LIMIT 1)"
+           {newest}"
     );
     values.push(tenant.into());
     let mut found = HashMap::with_capacity(queries.len());
