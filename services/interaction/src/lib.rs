@@ -59,6 +59,9 @@ pub struct Service {
     idempotency: Idempotency,
     /// Started on first use, inside the runtime.
     writer: Arc<std::sync::OnceLock<writer::Writer>>,
+    /// The timeline each profile's interactions are on now (the profile it was merged into,
+    /// if any), read for concurrent callers by one query. Started on first use.
+    timelines: Arc<std::sync::OnceLock<store::identity::Timelines>>,
 }
 
 impl Service {
@@ -70,6 +73,7 @@ impl Service {
             resolver: Arc::new(StoreAsGiven),
             idempotency: Idempotency::new(NAME),
             writer: Arc::default(),
+            timelines: Arc::default(),
         }
     }
 
@@ -77,6 +81,12 @@ impl Service {
     fn writer(&self) -> &writer::Writer {
         self.writer
             .get_or_init(|| writer::Writer::start(self.db.clone()))
+    }
+
+    /// The timelines of profiles, read outside any transaction.
+    fn timelines(&self) -> &store::identity::Timelines {
+        self.timelines
+            .get_or_init(|| store::identity::Timelines::start(&self.db))
     }
 
     /// Resolves customers through `resolver` (for example the profile service) from now on.

@@ -17,7 +17,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::Service;
 use crate::customer::CustomerKey;
-use crate::store::identity::timeline_of_profile;
 
 /// Implements `InteractionService`.
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ impl Api {
             .resolve(tenant, std::slice::from_ref(key))
             .await?;
         match resolved.into_iter().next().flatten() {
-            Some(profile) => timeline_of_profile(&self.service.db, tenant, &profile).await,
+            Some(profile) => self.service.timelines().of(tenant, &profile).await,
             None => Ok(key.as_str().to_owned()),
         }
     }

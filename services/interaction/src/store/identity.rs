@@ -6,8 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use throughline_runtime::Error;
+use throughline_runtime::batch::Batcher;
 
 use super::{INTERACTIONS, MERGES, THREADS};
 use crate::sql::Sql;
@@ -57,6 +58,37 @@ pub(crate) async fn surviving<C: ConnectionTrait>(
         finals.insert(start.clone(), current.clone());
     }
     Ok(finals)
+}
+
+/// The timelines profiles' interactions are on now, read through the runtime's read batcher:
+/// every read (ListInteractions, GetCustomerContext, threads) first asks this, and concurrent
+/// callers' profiles are then looked up by one query instead of one each.
+#[derive(Debug, Clone)]
+pub(crate) struct Timelines(Batcher<(String, String), Option<String>>);
+
+impl Timelines {
+    /// Must be called within a Tokio runtime.
+    pub(crate) fn start(db: &DatabaseConnection) -> Self {
+        Self(Batcher::per_tenant(
+            4,
+            256,
+            db,
+            |db, tenant, profiles: Vec<String>| async move {
+                surviving(&db, &tenant, profiles.iter().map(String::as_str)).await
+            },
+        ))
+    }
+
+    /// The timeline `profile`'s interactions are on now.
+    pub(crate) async fn of(&self, tenant: &str, profile: &str) -> Result<String, Error> {
+        match self.0.load((tenant.to_owned(), profile.to_owned())).await {
+            Ok(survivor) => Ok(survivor.unwrap_or_else(|| profile.to_owned())),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(Error::Unavailable(status.message().to_owned()))
+            }
+            Err(status) => Err(Error::internal(status.message().to_owned())),
+        }
+    }
 }
 
 /// The timeline a profile's interactions are on now.
