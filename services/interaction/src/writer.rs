@@ -1,11 +1,11 @@
 //! Group commit for streamed batches. Each stream hands its batches to one of a few writer
-//! tasks, and a writer stores every batch waiting at that moment in one transaction: with many streams, a
-//! commit carries thousands of interactions instead of one batch's thousand, so the pages of
-//! the per-customer indexes that a commit rewrites are shared by many more rows. That matters
-//! most on SQLite, whose write-ahead log holds whole pages and which has one writer at a time
-//! anyway; PostgreSQL gets a few writers side by side. A stream hands over its next batches
-//! without waiting for the earlier ones to commit, so the queue is never empty while streams
-//! are sending. A batch is acknowledged only after the transaction holding it commits.
+//! tasks, and a writer stores every batch waiting at that moment in one transaction: with many
+//! streams, a commit carries thousands of interactions instead of one batch's thousand, so the
+//! pages of the per-customer indexes that a commit rewrites are shared by many more rows. That
+//! matters most on SQLite, whose write-ahead log holds whole pages and which has one writer at
+//! a time anyway; PostgreSQL gets a few writers side by side. A stream hands over its next
+//! batches without waiting for the earlier ones to commit, so the queue is never empty while
+//! streams are sending. A batch is acknowledged only after the transaction holding it commits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
