@@ -1,5 +1,6 @@
 //! A fresh, empty database for each test.
 
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tempfile::TempDir;
 
 use crate::postgres;
@@ -61,4 +62,14 @@ impl Drop for TestDatabase {
         }
         // An SQLite database goes with its TempDir.
     }
+}
+
+/// The single integer `sql` answers on `db` (a count, a sum cast to BIGINT, a pragma).
+pub async fn query_integer(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
 }

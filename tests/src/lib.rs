@@ -12,7 +12,7 @@ mod smtp_sink;
 mod suite;
 
 pub use clients::{Authenticated, BearerToken, Clients};
-pub use database::TestDatabase;
+pub use database::{TestDatabase, query_integer};
 pub use http_sink::{HttpMode, HttpSink, RecordedRequest};
 pub use nats::{TestNats, nats_url};
 pub use raw::{Credentials, raw_call, raw_call_with, reached_the_service};

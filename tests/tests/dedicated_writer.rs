@@ -2,22 +2,9 @@
 //! on the same file, with the writer's checkpoint interval; on PostgreSQL the service's pool.
 #![allow(clippy::unwrap_used)]
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases};
+use sea_orm::ConnectionTrait;
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, query_integer};
 use throughline_runtime::db;
-
-async fn one_number(connection: &DatabaseConnection, sql: &str) -> i64 {
-    connection
-        .query_one_raw(Statement::from_string(
-            connection.get_database_backend(),
-            sql,
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
-}
 
 on_both_databases!(
     the_writer_writes_what_the_pool_reads,
@@ -34,7 +21,7 @@ on_both_databases!(
             .await
             .unwrap();
         assert_eq!(
-            one_number(&pool, "SELECT CAST(SUM(n) AS BIGINT) FROM writer_check").await,
+            query_integer(&pool, "SELECT CAST(SUM(n) AS BIGINT) FROM writer_check").await,
             42
         );
         if test_db.is_postgres() {
@@ -42,9 +29,12 @@ on_both_databases!(
         }
         // Its own connection, checkpointing four times less often than the pool's.
         assert_eq!(
-            one_number(&writer, "PRAGMA wal_autocheckpoint").await,
+            query_integer(&writer, "PRAGMA wal_autocheckpoint").await,
             65536
         );
-        assert_eq!(one_number(&pool, "PRAGMA wal_autocheckpoint").await, 16384);
+        assert_eq!(
+            query_integer(&pool, "PRAGMA wal_autocheckpoint").await,
+            16384
+        );
     }
 );

@@ -8,7 +8,6 @@ mod feedback_support;
 
 use feedback_support::*;
 use prost::Message;
-use sea_orm::ConnectionTrait;
 use throughline_feedback::{
     PROFILE_EVENTS_CONSUMER, PROFILE_EVENTS_SOURCE, profile_events_handler,
 };
@@ -54,15 +53,7 @@ async fn responses_of(client: &mut Client, customer: &str) -> Vec<String> {
 }
 
 async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            sql,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index(0).unwrap()
+    throughline_harness::query_integer(db, sql).await
 }
 
 on_both_databases!(

@@ -11,7 +11,7 @@ mod feedback_support;
 
 use feedback_support::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, violations};
+use throughline_harness::{TestDatabase, TestSuite, on_both_databases, query_integer, violations};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::feedback::v1::*;
 use throughline_proto::google::r#type::Interval;
@@ -163,12 +163,7 @@ async fn recount(db: &DatabaseConnection) {
 }
 
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
+    query_integer(db, sql).await
 }
 
 on_both_databases!(

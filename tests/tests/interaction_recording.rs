@@ -7,8 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use prost_types::Timestamp;
-use sea_orm::{ConnectionTrait, Statement};
-use throughline_harness::{TestDatabase, TestSuite, on_both_databases, token, violations};
+use throughline_harness::{
+    TestDatabase, TestSuite, on_both_databases, query_integer, token, violations,
+};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction, Identifier, IdentifierType};
 use throughline_proto::event::v1::{InteractionRecorded, SubscribeRequest, subscribe_response};
@@ -64,12 +65,7 @@ fn item(
 async fn count(test_db: &TestDatabase, sql: &str) -> i64 {
     let config = TestSuite::config(&["interaction"], test_db, &[]);
     let db = db::connect(&config.database, "interaction").await.unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    query_integer(&db, sql).await
 }
 
 on_both_databases!(

@@ -2,8 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use prost_types::Timestamp;
-use sea_orm::{ConnectionTrait, Statement};
-use throughline_harness::{Authenticated, TestDatabase, TestSuite, token};
+use throughline_harness::{Authenticated, TestDatabase, TestSuite, query_integer, token};
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
 use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
@@ -84,13 +83,7 @@ pub async fn database(test_db: &TestDatabase) -> sea_orm::DatabaseConnection {
 
 /// The single integer a query answers.
 pub async fn count(test_db: &TestDatabase, sql: &str) -> i64 {
-    let db = database(test_db).await;
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    query_integer(&database(test_db).await, sql).await
 }
 
 /// The customer's timeline (up to 100), newest first: each interaction's name and profile.
