@@ -60,9 +60,9 @@ const CHANNELS: [Channel; 6] = [
 ];
 const TYPES: [&str; 4] = ["page_view", "cart.updated", "call.ended", "email.sent"];
 const REASONS: [&str; 4] = ["", "billing", "delivery", "returns"];
-const COLUMNS: &str = "tenant, id, customer, profile, timeline, channel, direction, \
-     interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, outcome, \
-     source, attributes, content_hash";
+const COLUMNS: &str = "tenant, id, customer, profile, timeline, timeline_key, channel, \
+     direction, interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, \
+     outcome, source, attributes, content_hash";
 
 /// The interaction service alone on `url`.
 fn config(url: &str) -> Result<Config, BenchError> {
@@ -201,8 +201,9 @@ fn copy_line(out: &mut String, row: &Row, now_us: i64) {
             });
     let _ = writeln!(
         out,
-        "{TENANT}\t{}\t{c}\t{c}\t{c}\t{}\t{}\t{}\t{}\t{now_us}\t\tbench\t{}\t\t\t\tbench\t\\\\x{attributes}\t{}",
+        "{TENANT}\t{}\t{c}\t{c}\t{c}\t{}\t{}\t{}\t{}\t{}\t{now_us}\t\tbench\t{}\t\t\t\tbench\t\\\\x{attributes}\t{}",
         row.id,
+        throughline_interaction::timeline_key(TENANT, &row.customer),
         row.channel as i32,
         row.direction as i32,
         row.r#type,
@@ -381,6 +382,38 @@ const HEAVY_CUSTOMER: &str = "profiles/heavy";
 /// and no transaction grows huge.
 const SEED_CHUNK: usize = 1_000_000;
 
+/// The table [`seed_statement`] reads each customer's timeline key from while seeding: the key
+/// is a SHA-256 prefix (`throughline_interaction::timeline_key`), which neither database can
+/// compute in SQL.
+const SEED_KEYS: &str = "bench_seed_timeline_keys";
+
+async fn create_seed_keys(db: &DatabaseConnection) -> Result<(), BenchError> {
+    db.execute_unprepared(&format!(
+        "CREATE TABLE IF NOT EXISTS {SEED_KEYS} (timeline TEXT PRIMARY KEY, timeline_key BIGINT NOT NULL)"
+    ))
+    .await
+    .map_err(setup_error)?;
+    let timelines: Vec<String> = std::iter::once(HEAVY_CUSTOMER.to_owned())
+        .chain((0..CUSTOMERS).map(|c| format!("profiles/c{c}")))
+        .collect();
+    for chunk in timelines.chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|timeline| {
+                let key = throughline_interaction::timeline_key(TENANT, timeline);
+                format!("('{timeline}', {key})")
+            })
+            .collect();
+        db.execute_unprepared(&format!(
+            "INSERT INTO {SEED_KEYS} (timeline, timeline_key) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        ))
+        .await
+        .map_err(setup_error)?;
+    }
+    Ok(())
+}
+
 /// Rows `first..end` as [`row`] makes them, in one set-based `INSERT … SELECT`: every tenth
 /// row belongs to one of the other customers, the rest to the heavy one. Ids are zero-padded
 /// so that they arrive in key order; `attributes` is the encoded `Struct`
@@ -419,7 +452,8 @@ fn seed_statement(first: usize, end: usize, postgres: bool, now_us: i64) -> Stri
     };
     format!(
         "INSERT INTO interaction_interactions ({COLUMNS}) \
-         SELECT '{TENANT}', 'seed-' || {id}, c, c, c, {channel}, \
+         SELECT '{TENANT}', 'seed-' || {id}, c, c, c, \
+                (SELECT k.timeline_key FROM {SEED_KEYS} AS k WHERE k.timeline = c), {channel}, \
                 CASE WHEN g % 3 = 0 THEN {outbound} ELSE {inbound} END, {type}, \
                 {BASE_US} + g * 1000, {now_us}, '', 'bench', {reason}, '', '', '', 'bench', \
                 {bytes}, g \
@@ -467,6 +501,7 @@ async fn seed(url: &str, rows: usize) -> Result<(), BenchError> {
     eprintln!("seeding {rows} interactions (once; later runs reuse them)");
     let started = Instant::now();
     let now_us = chrono_now_us();
+    create_seed_keys(&db).await?;
     while held < rows {
         let end = (held + SEED_CHUNK).min(rows);
         db.execute_unprepared(&seed_statement(held, end, postgres, now_us))
@@ -474,6 +509,9 @@ async fn seed(url: &str, rows: usize) -> Result<(), BenchError> {
             .map_err(setup_error)?;
         held = end;
     }
+    db.execute_unprepared(&format!("DROP TABLE {SEED_KEYS}"))
+        .await
+        .map_err(setup_error)?;
     db.execute_unprepared("ANALYZE interaction_interactions")
         .await
         .map_err(setup_error)?;

@@ -268,3 +268,79 @@ on_both_databases!(
         suite.stop().await;
     }
 );
+
+/// Streams four batches of five page views of `customer`, ids starting with `prefix`; answers
+/// how many were stored.
+async fn stream_views(mut client: Client, prefix: &str, customer: &str) -> i32 {
+    let batches: Vec<_> = (0..4)
+        .map(|batch| RecordInteractionsRequest {
+            sequence: batch + 1,
+            requests: (0..5)
+                .map(|i| {
+                    item(
+                        &format!("{prefix}-{batch}-{i}"),
+                        profile(customer),
+                        Channel::Web,
+                        100 + i,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let mut acks = client
+        .record_interactions(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stored = 0;
+    while let Some(ack) = acks.message().await.unwrap() {
+        stored += ack.stored_count;
+    }
+    stored
+}
+
+on_both_databases!(
+    streams_of_several_tenants_follow_each_tenants_merges,
+    |test_db: TestDatabase| async move {
+        let suite = TestSuite::start(&["interaction"], &test_db).await;
+        let acme = client(&suite, "acme").await;
+        let globex = client(&suite, "globex").await;
+        let consumer = Consumer::new(
+            "interaction",
+            PROFILE_EVENTS_CONSUMER,
+            database(&test_db).await,
+        );
+        assert_eq!(
+            consumer
+                .apply(
+                    PROFILE_EVENTS_SOURCE,
+                    &merged("m1", "profiles/anon", "profiles/known"),
+                    "0-1",
+                    &profile_events_handler(),
+                )
+                .await
+                .unwrap(),
+            Applied::Effect
+        );
+
+        // Both tenants stream at once, so their batches share commits; only acme merged anon.
+        let (acme_stored, globex_stored) = tokio::join!(
+            stream_views(acme.clone(), "acme", "anon"),
+            stream_views(globex.clone(), "globex", "anon"),
+        );
+        assert_eq!((acme_stored, globex_stored), (20, 20));
+        let (mut acme, mut globex) = (acme, globex);
+        let on_known = timeline(&mut acme, "known").await;
+        assert_eq!(on_known.len(), 20);
+        assert!(on_known.iter().all(|(name, profile)| {
+            name.starts_with("interactions/acme-") && profile == "profiles/known"
+        }));
+        let on_anon = timeline(&mut globex, "anon").await;
+        assert_eq!(on_anon.len(), 20);
+        assert!(on_anon.iter().all(|(name, profile)| {
+            name.starts_with("interactions/globex-") && profile == "profiles/anon"
+        }));
+        assert!(timeline(&mut globex, "known").await.is_empty());
+        suite.stop().await;
+    }
+);

@@ -2,10 +2,10 @@
 //!
 //! Recording appends one `interaction.recorded` per new interaction. A batch of a thousand
 //! goes to the outbox in one statement with one commit notification
-//! (`runtime::events::Outbox::append_all`) rather than a thousand single appends.
+//! (`runtime::events::Outbox::append_statements`) rather than a thousand single appends.
 
 use prost::Message;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use throughline_proto::event::v1::Event;
 use throughline_runtime::Error;
 use throughline_runtime::events::{Outbox, new_event};
@@ -29,7 +29,11 @@ pub(crate) async fn append<C: ConnectionTrait>(db: &C, event: &Event) -> Result<
     Outbox::new(NAME).append(db, event).await
 }
 
-/// Appends many events in one statement and one commit notification.
-pub(crate) async fn append_all<C: ConnectionTrait>(db: &C, events: &[Event]) -> Result<(), Error> {
-    Outbox::new(NAME).append_all(db, events).await
+/// The statements that append many events in one statement and one commit notification,
+/// built to be run later in the recording transaction.
+pub(crate) fn append_statements(
+    backend: DbBackend,
+    events: &[Event],
+) -> Result<Vec<Statement>, Error> {
+    Outbox::new(NAME).append_statements(backend, events)
 }

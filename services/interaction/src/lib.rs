@@ -33,6 +33,7 @@ pub use identity::{
     profile_events_handler,
 };
 pub use migration::Migrator;
+pub use store::timeline_key;
 pub use validate::{MAX_ATTRIBUTES_BYTES, MAX_BATCH};
 
 /// The service's name in `server.services`, its configuration section and its table prefix.

@@ -1,7 +1,10 @@
 //! The interaction service's migrations; its tables start with `interaction_`.
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 use throughline_runtime::migration::columns::{bigint, column, integer, text};
+
+use crate::sql::Sql;
 
 pub struct Migrator;
 
@@ -10,6 +13,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations = throughline_runtime::migration::shared(crate::NAME);
         migrations.push(Box::new(M0005Timeline));
+        migrations.push(Box::new(M0006TimelineKey));
         migrations
     }
 
@@ -176,6 +180,102 @@ impl MigrationTrait for M0005Timeline {
                 )
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// The two per-customer timeline indexes keyed by [`crate::timeline_key`] instead of
+/// `(tenant, timeline)` text: entries a quarter of the size, so a commit rewrites fewer pages.
+/// Existing rows get their key one timeline at a time, through the old index, before it goes.
+struct M0006TimelineKey;
+
+impl MigrationName for M0006TimelineKey {
+    fn name(&self) -> &str {
+        "m0006_timeline_key"
+    }
+}
+
+const OLD_TIMELINE_INDEXES: [(&str, &str); 2] = [
+    (
+        "interaction_interactions_timeline",
+        "(tenant, timeline, occur_us DESC, id DESC)",
+    ),
+    (
+        "interaction_interactions_timeline_channel",
+        "(tenant, timeline, channel, occur_us DESC, id DESC)",
+    ),
+];
+
+const KEYED_TIMELINE_INDEXES: [(&str, &str); 2] = [
+    // A customer's timeline, newest first: one index range per page.
+    (
+        "interaction_interactions_timeline_key",
+        "(timeline_key, occur_us DESC, id DESC)",
+    ),
+    // The latest interaction per channel (customer context) and channel-filtered timelines.
+    (
+        "interaction_interactions_timeline_key_channel",
+        "(timeline_key, channel, occur_us DESC, id DESC)",
+    ),
+];
+
+async fn create_indexes(db: &impl ConnectionTrait, indexes: &[(&str, &str)]) -> Result<(), DbErr> {
+    for (name, columns) in indexes {
+        db.execute_unprepared(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON interaction_interactions {columns}"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn drop_indexes(db: &impl ConnectionTrait, indexes: &[(&str, &str)]) -> Result<(), DbErr> {
+    for (name, _) in indexes {
+        db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006TimelineKey {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "ALTER TABLE interaction_interactions \
+             ADD COLUMN timeline_key BIGINT NOT NULL DEFAULT 0",
+        )
+        .await?;
+        let backend = db.get_database_backend();
+        let timelines = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT DISTINCT tenant, timeline FROM interaction_interactions",
+            ))
+            .await?;
+        for row in timelines {
+            let tenant: String = row.try_get("", "tenant")?;
+            let timeline: String = row.try_get("", "timeline")?;
+            let mut update = Sql::new(backend);
+            update
+                .push("UPDATE interaction_interactions SET timeline_key = ")
+                .bind(crate::timeline_key(&tenant, &timeline))
+                .push(" WHERE tenant = ")
+                .bind(tenant.as_str())
+                .push(" AND timeline = ")
+                .bind(timeline.as_str());
+            db.execute_raw(update.statement()).await?;
+        }
+        drop_indexes(db, &OLD_TIMELINE_INDEXES).await?;
+        create_indexes(db, &KEYED_TIMELINE_INDEXES).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        create_indexes(db, &OLD_TIMELINE_INDEXES).await?;
+        drop_indexes(db, &KEYED_TIMELINE_INDEXES).await?;
+        db.execute_unprepared("ALTER TABLE interaction_interactions DROP COLUMN timeline_key")
+            .await?;
         Ok(())
     }
 }

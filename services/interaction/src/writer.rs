@@ -14,7 +14,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use throughline_runtime::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::record::{Outcome, record};
+use crate::store::record::{Batch, Outcome, record_batches};
 use crate::store::write_transaction;
 use crate::validate::NewInteraction;
 
@@ -156,11 +156,16 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Job>) {
 }
 
 async fn store(db: &DatabaseConnection, group: &[Job]) -> Result<Vec<Vec<Outcome>>, Error> {
+    let batches: Vec<Batch<'_>> = group
+        .iter()
+        .map(|job| Batch {
+            tenant: &job.tenant,
+            items: &job.items,
+            profiles: &job.profiles,
+        })
+        .collect();
     let transaction = write_transaction(db).await?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for job in group {
-        outcomes.push(record(&transaction, &job.tenant, &job.items, &job.profiles, false).await?);
-    }
+    let outcomes = record_batches(&transaction, &batches, false).await?;
     transaction.commit().await?;
     Ok(outcomes)
 }

@@ -102,7 +102,8 @@ pub(crate) async fn repeat_contacts<C: ConnectionTrait>(
     )
     .push(INTERACTIONS)
     .push(
-        " AS n WHERE n.tenant = c.tenant AND n.timeline = c.timeline \
+        " AS n WHERE n.timeline_key = c.timeline_key AND n.tenant = c.tenant \
+           AND n.timeline = c.timeline \
            AND n.direction = c.direction AND n.reason = c.reason \
            AND (n.occur_us > c.occur_us OR (n.occur_us = c.occur_us AND n.id > c.id)) \
            AND n.occur_us <= c.occur_us + ",

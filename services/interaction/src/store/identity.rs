@@ -1,8 +1,8 @@
 //! Profiles merged into others. A row is never rewritten to a different customer: each keeps
-//! the customer and profile it was recorded with, and its `timeline` column says whose timeline
-//! it is on now. A merge moves the source's timeline onto the target; an unmerge moves back
-//! exactly the rows recorded for the source (and for profiles merged into it); an erasure
-//! deletes them.
+//! the customer and profile it was recorded with, and its `timeline` column (with its
+//! `timeline_key`) says whose timeline it is on now. A merge moves the source's timeline onto
+//! the target; an unmerge moves back exactly the rows recorded for the source (and for
+//! profiles merged into it); an erasure deletes them.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,6 +15,8 @@ use crate::sql::Sql;
 
 /// Longest chain of merges followed; a longer one means the merges table is corrupt.
 const MAX_CHAIN: usize = 64;
+/// Most profiles one lookup binds.
+const MAX_BOUND: usize = 5_000;
 
 /// For each profile that was merged away, the profile it survives as (following chains).
 pub(crate) async fn surviving<C: ConnectionTrait>(
@@ -30,16 +32,21 @@ pub(crate) async fn surviving<C: ConnectionTrait>(
         if frontier.is_empty() {
             break;
         }
-        let mut sql = Sql::new(db.get_database_backend());
-        sql.push(&format!(
-            "SELECT source, target FROM {MERGES} WHERE tenant = "
-        ))
-        .bind(tenant)
-        .push(" AND source IN ")
-        .bind_list(frontier.iter().cloned());
-        let rows = db.query_all_raw(sql.statement()).await?;
-        asked.append(&mut frontier);
-        for row in rows {
+        let mut found = Vec::new();
+        let asking: Vec<String> = std::mem::take(&mut frontier).into_iter().collect();
+        // A group commit asks for tens of thousands; chunks stay under SQLite's bound limit.
+        for chunk in asking.chunks(MAX_BOUND) {
+            let mut sql = Sql::new(db.get_database_backend());
+            sql.push(&format!(
+                "SELECT source, target FROM {MERGES} WHERE tenant = "
+            ))
+            .bind(tenant)
+            .push(" AND source IN ")
+            .bind_list(chunk.iter().cloned());
+            found.extend(db.query_all_raw(sql.statement()).await?);
+        }
+        asked.extend(asking);
+        for row in found {
             let source: String = row.try_get("", "source")?;
             let target: String = row.try_get("", "target")?;
             frontier.insert(target.clone());
@@ -143,11 +150,17 @@ async fn move_timeline<C: ConnectionTrait>(
     for table in [INTERACTIONS, THREADS] {
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(&format!("UPDATE {table} SET timeline = "))
-            .bind(to)
-            .push(" WHERE tenant = ")
-            .bind(tenant)
-            .push(" AND timeline = ")
-            .bind(from);
+            .bind(to);
+        if table == INTERACTIONS {
+            sql.push(", timeline_key = ")
+                .bind(super::timeline_key(tenant, to))
+                .push(" WHERE timeline_key = ")
+                .bind(super::timeline_key(tenant, from))
+                .push(" AND tenant = ");
+        } else {
+            sql.push(" WHERE tenant = ");
+        }
+        sql.bind(tenant).push(" AND timeline = ").bind(from);
         if let Some(profiles) = only_profiles {
             sql.push(" AND profile IN ")
                 .bind_list(profiles.iter().cloned());
@@ -251,7 +264,13 @@ pub(crate) async fn erase<C: ConnectionTrait>(
     let mut deleted = 0;
     for table in [INTERACTIONS, THREADS] {
         let mut sql = Sql::new(db.get_database_backend());
-        sql.push(&format!("DELETE FROM {table} WHERE tenant = "))
+        sql.push(&format!("DELETE FROM {table} WHERE "));
+        if table == INTERACTIONS {
+            sql.push("timeline_key IN ")
+                .bind_list(timelines.iter().map(|t| super::timeline_key(tenant, t)))
+                .push(" AND ");
+        }
+        sql.push("tenant = ")
             .bind(tenant)
             .push(" AND timeline IN ")
             .bind_list(timelines.iter().cloned())

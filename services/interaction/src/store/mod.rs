@@ -26,7 +26,25 @@ pub(crate) const MERGES: &str = "interaction_profile_merges";
 
 pub(crate) use throughline_runtime::db::write_transaction;
 
-/// The profile a timeline key names, or empty when it is an unresolved customer.
+/// The integer the timeline indexes are keyed by: the first eight bytes of the SHA-256 of the
+/// tenant and the timeline. Keying the two per-customer indexes by `(tenant, timeline)` text
+/// made every entry some 50 bytes longer, and a commit rewrites most of their leaf pages, so
+/// ingest wrote far more pages per interaction (SQLite: 53k against 88k rows/s at 640k rows,
+/// measured outside the service). Keys are not unique, so every query also compares `tenant`
+/// and `timeline`: a collision costs a few rows read, never a wrong answer.
+pub fn timeline_key(tenant: &str, timeline: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0])
+        .chain_update(timeline.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// The profile a timeline names, or empty when it is an unresolved customer.
 pub(crate) fn profile_of(timeline: &str) -> String {
     if timeline.starts_with("profiles/") {
         timeline.to_owned()

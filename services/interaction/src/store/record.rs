@@ -35,6 +35,15 @@ struct Row<'a> {
     item: &'a NewInteraction,
     profile: String,
     timeline: String,
+    timeline_key: i64,
+}
+
+/// One batch to record: valid items of one tenant, with the profile each item's customer
+/// resolved to.
+pub(crate) struct Batch<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) items: &'a [NewInteraction],
+    pub(crate) profiles: &'a [Option<String>],
 }
 
 /// Records `items` (all valid) of `tenant` through `db` (a transaction). `profiles` holds the
@@ -47,20 +56,57 @@ pub(crate) async fn record<C: ConnectionTrait>(
     profiles: &[Option<String>],
     want_stored: bool,
 ) -> Result<Vec<Outcome>, Error> {
+    let batch = Batch {
+        tenant,
+        items,
+        profiles,
+    };
+    let mut outcomes = record_batches(db, std::slice::from_ref(&batch), want_stored).await?;
+    Ok(outcomes.pop().unwrap_or_default())
+}
+
+/// Records `batches` in order through `db` (a transaction), as [`record`] records one. Which
+/// profiles were merged into others is read once per tenant for all of them.
+pub(crate) async fn record_batches<C: ConnectionTrait>(
+    db: &C,
+    batches: &[Batch<'_>],
+    want_stored: bool,
+) -> Result<Vec<Vec<Outcome>>, Error> {
+    let mut profiles_by_tenant: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for batch in batches {
+        profiles_by_tenant
+            .entry(batch.tenant)
+            .or_default()
+            .extend(batch.profiles.iter().flatten().map(String::as_str));
+    }
+    let mut merged_by_tenant = HashMap::with_capacity(profiles_by_tenant.len());
+    for (tenant, profiles) in profiles_by_tenant {
+        merged_by_tenant.insert(tenant, surviving(db, tenant, profiles).await?);
+    }
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let merged = &merged_by_tenant[batch.tenant];
+        outcomes.push(record_batch(db, batch, merged, want_stored).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Records one batch; `merged` maps each profile merged away to its survivor.
+async fn record_batch<C: ConnectionTrait>(
+    db: &C,
+    batch: &Batch<'_>,
+    merged: &HashMap<String, String>,
+    want_stored: bool,
+) -> Result<Vec<Outcome>, Error> {
+    let Batch {
+        tenant,
+        items,
+        profiles,
+    } = *batch;
     let record_us = crate::time::now_us();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
 
     let missing = missing_threads(db, tenant, items).await?;
-    let merged = surviving(
-        db,
-        tenant,
-        profiles
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect::<HashSet<_>>(),
-    )
-    .await?;
 
     // The first occurrence of each id goes to the database; later ones in the same batch are
     // compared with it.
@@ -95,12 +141,20 @@ pub(crate) async fn record<C: ConnectionTrait>(
             Row {
                 item,
                 profile,
+                timeline_key: super::timeline_key(tenant, &timeline),
                 timeline,
             },
         ));
     }
 
-    let inserted = insert(db, tenant, &rows, record_us).await?;
+    // The events are built while the database inserts the rows, for all of them: almost
+    // always every row is new.
+    let backend = db.get_database_backend();
+    let (inserted, prepared) = futures::future::join(insert(db, tenant, &rows, record_us), async {
+        recorded_statements(backend, tenant, rows.iter().map(|(_, row)| row))
+    })
+    .await;
+    let inserted = inserted?;
     let not_inserted: Vec<&str> = rows
         .iter()
         .filter(|(_, row)| !inserted.contains(row.item.id.as_str()))
@@ -139,8 +193,29 @@ pub(crate) async fn record<C: ConnectionTrait>(
         outcomes[index] = Some(outcome);
     }
 
-    let recorded: Vec<_> = new_rows
-        .iter()
+    let statements = if new_rows.len() == rows.len() {
+        prepared?
+    } else {
+        recorded_statements(backend, tenant, new_rows.iter().copied())?
+    };
+    for statement in statements {
+        db.execute_raw(statement).await?;
+    }
+    update_threads(db, tenant, &new_rows, record_us).await?;
+
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Outcome::Rejected(reused())))
+        .collect())
+}
+
+/// The outbox statements of the `interaction.recorded` events of `rows`.
+fn recorded_statements<'r, 'a: 'r>(
+    backend: DbBackend,
+    tenant: &str,
+    rows: impl Iterator<Item = &'r Row<'a>>,
+) -> Result<Vec<sea_orm::Statement>, Error> {
+    let recorded: Vec<_> = rows
         .map(|row| {
             events::event(
                 tenant,
@@ -151,13 +226,7 @@ pub(crate) async fn record<C: ConnectionTrait>(
             )
         })
         .collect();
-    events::append_all(db, &recorded).await?;
-    update_threads(db, tenant, &new_rows, record_us).await?;
-
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| outcome.unwrap_or_else(|| Outcome::Rejected(reused())))
-        .collect())
+    events::append_statements(backend, &recorded)
 }
 
 fn reused() -> Violation {
@@ -220,11 +289,11 @@ async fn insert<C: ConnectionTrait>(
     Ok(inserted)
 }
 
-const INSERT_COLUMNS: &str = "tenant, id, customer, profile, timeline, channel, direction, \
-     interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, outcome, \
-     source, attributes, content_hash";
+const INSERT_COLUMNS: &str = "tenant, id, customer, profile, timeline, timeline_key, channel, \
+     direction, interaction_type, occur_us, record_us, thread, touchpoint, reason, step, agent, \
+     outcome, source, attributes, content_hash";
 
-/// One multi-row `VALUES` (19 values a row keeps it far below SQLite's parameter limit).
+/// One multi-row `VALUES` (20 values a row keeps it far below SQLite's parameter limit).
 /// `OR IGNORE` rather than `ON CONFLICT … DO NOTHING`: with the latter the NOT NULL checks
 /// could still abort the statement, so SQLite copied every page the insert touched into a
 /// statement journal first (12 % of the writer's time in the ingest benchmark). The values
@@ -250,6 +319,7 @@ fn insert_values(
             item.customer.as_str().into(),
             row.profile.as_str().into(),
             row.timeline.as_str().into(),
+            row.timeline_key.into(),
             item.channel.into(),
             item.direction.into(),
             item.r#type.as_str().into(),
@@ -278,6 +348,7 @@ struct JsonRow<'a> {
     customer: &'a str,
     profile: &'a str,
     timeline: &'a str,
+    timeline_key: i64,
     channel: i32,
     direction: i32,
     interaction_type: &'a str,
@@ -296,7 +367,7 @@ struct JsonRow<'a> {
 
 /// On PostgreSQL the batch travels as one JSON parameter expanded by
 /// `json_populate_recordset`: parsing and planning a statement of one parameter is far cheaper
-/// than one of 19,000, and the rows are read by the columns' own input functions, as COPY does.
+/// than one of 20,000, and the rows are read by the columns' own input functions, as COPY does.
 fn insert_postgres(
     tenant: &str,
     chunk: &[(usize, Row<'_>)],
@@ -312,6 +383,7 @@ fn insert_postgres(
                 customer: item.customer.as_str(),
                 profile: &row.profile,
                 timeline: &row.timeline,
+                timeline_key: row.timeline_key,
                 channel: item.channel,
                 direction: item.direction,
                 interaction_type: &item.r#type,

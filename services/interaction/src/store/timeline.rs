@@ -1,6 +1,7 @@
 //! Reading the timeline: one interaction, a customer's or a thread's interactions newest first
-//! (keyset pages over the `(tenant, timeline, occur_us, id)` index), and the latest interaction
-//! on each channel.
+//! (keyset pages over the `(timeline_key, occur_us, id)` index), and the latest interaction on
+//! each channel. A timeline is selected by its key (for the index) and by tenant and timeline
+//! (keys may collide).
 
 use sea_orm::ConnectionTrait;
 use throughline_proto::common::v1::Channel;
@@ -54,7 +55,10 @@ pub(crate) async fn list<C: ConnectionTrait>(
     ))
     .bind(tenant);
     if let Some(timeline) = &query.timeline {
-        sql.push(" AND timeline = ").bind(timeline.as_str());
+        sql.push(" AND timeline_key = ")
+            .bind(super::timeline_key(tenant, timeline))
+            .push(" AND timeline = ")
+            .bind(timeline.as_str());
     }
     if let Some(thread) = &query.thread {
         // `thread <> ''` lets both databases use the partial index of threaded interactions.
@@ -108,6 +112,8 @@ pub(crate) async fn latest_per_channel<C: ConnectionTrait>(
             "SELECT {INTERACTION_COLUMNS} FROM {INTERACTIONS} WHERE tenant = "
         ))
         .bind(tenant)
+        .push(" AND timeline_key = ")
+        .bind(super::timeline_key(tenant, timeline))
         .push(" AND timeline = ")
         .bind(timeline)
         .push(" AND channel = ")
