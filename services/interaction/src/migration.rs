@@ -185,7 +185,8 @@ impl MigrationTrait for M0005Timeline {
 }
 
 /// The two per-customer timeline indexes keyed by [`crate::timeline_key`] instead of
-/// `(tenant, timeline)` text: entries a quarter of the size, so a commit rewrites fewer pages.
+/// `(tenant, timeline)` text: 8 bytes where the two strings took tens, so an index has fewer
+/// pages for a commit to rewrite.
 /// Existing rows get their key one timeline at a time, through the old index, before it goes.
 struct M0006TimelineKey;
 
