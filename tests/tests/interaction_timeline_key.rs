@@ -14,8 +14,11 @@ use throughline_proto::common::v1::Channel;
 use throughline_proto::interaction::v1::BatchRecordInteractionsRequest;
 
 /// Rows as the service stored them before the key existed: (tenant, id, timeline, seconds).
-const EARLIER: [(&str, &str, &str, i64); 6] = [
+/// Acme's `profiles/c` has a negative key, so PostgreSQL's signed reading of the hash in the
+/// migration is checked too.
+const EARLIER: [(&str, &str, &str, i64); 7] = [
     ("acme", "a-1", "profiles/a", 10),
+    ("acme", "c-1", "profiles/c", 12),
     ("acme", "a-2", "profiles/a", 30),
     ("acme", "a-3", "profiles/a", 20),
     ("acme", "b-1", "profiles/b", 15),
@@ -63,6 +66,7 @@ on_both_databases!(
             names(&mut acme, "b").await,
             ["interactions/b-2", "interactions/b-1"]
         );
+        assert_eq!(names(&mut acme, "c").await, ["interactions/c-1"]);
         assert_eq!(names(&mut globex, "a").await, ["interactions/g-1"]);
 
         // Recorded after the migration, on the same timeline as the migrated rows.

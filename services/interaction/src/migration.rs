@@ -186,8 +186,8 @@ impl MigrationTrait for M0005Timeline {
 
 /// The two per-customer timeline indexes keyed by [`crate::timeline_key`] instead of
 /// `(tenant, timeline)` text: 8 bytes where the two strings took tens, so an index has fewer
-/// pages for a commit to rewrite.
-/// Existing rows get their key one timeline at a time, through the old index, before it goes.
+/// pages for a commit to rewrite. Existing rows get their key before the old indexes go: on
+/// PostgreSQL by one `UPDATE` computing it in SQL, on SQLite one timeline at a time.
 struct M0006TimelineKey;
 
 impl MigrationName for M0006TimelineKey {
@@ -195,6 +195,11 @@ impl MigrationName for M0006TimelineKey {
         "m0006_timeline_key"
     }
 }
+
+/// [`crate::timeline_key`] in PostgreSQL's SQL: the first 8 bytes of the SHA-256 of the tenant,
+/// a zero byte and the timeline, read as a big-endian signed integer.
+const POSTGRES_TIMELINE_KEY: &str = "('x' || encode(substr(sha256(convert_to(tenant, 'UTF8') \
+     || '\\x00'::bytea || convert_to(timeline, 'UTF8')), 1, 8), 'hex'))::bit(64)::bigint";
 
 const OLD_TIMELINE_INDEXES: [(&str, &str); 2] = [
     (
@@ -248,6 +253,16 @@ impl MigrationTrait for M0006TimelineKey {
         )
         .await?;
         let backend = db.get_database_backend();
+        if backend == sea_orm_migration::sea_orm::DbBackend::Postgres {
+            // PostgreSQL computes the key itself, in one pass over the table.
+            db.execute_unprepared(&format!(
+                "UPDATE interaction_interactions SET timeline_key = {POSTGRES_TIMELINE_KEY}"
+            ))
+            .await?;
+            drop_indexes(db, &OLD_TIMELINE_INDEXES).await?;
+            return create_indexes(db, &KEYED_TIMELINE_INDEXES).await;
+        }
+        // SQLite has no SHA-256: one update per timeline, found through the old index.
         let timelines = db
             .query_all_raw(Statement::from_string(
                 backend,

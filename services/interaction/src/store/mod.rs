@@ -89,3 +89,26 @@ pub(crate) fn interaction_from_row(row: &QueryResult) -> Result<Interaction, Err
         record_time: Some(timestamp(row.try_get("", "record_us")?)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::timeline_key;
+
+    /// Pinned: stored keys must never change, and migration `m0006_timeline_key` computes them
+    /// again in PostgreSQL's SQL (which gave these same values).
+    #[test]
+    fn timeline_keys_are_stable_and_signed() {
+        assert_eq!(
+            timeline_key("bench", "profiles/heavy"),
+            6_085_254_927_970_147_374
+        );
+        assert_eq!(
+            timeline_key("bench", "profiles/c0"),
+            -2_592_451_406_691_711_352
+        );
+        assert_ne!(
+            timeline_key("bench", "profiles/c0"),
+            timeline_key("benchprofiles/c", "0")
+        );
+    }
+}
