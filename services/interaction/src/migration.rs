@@ -253,7 +253,7 @@ impl MigrationTrait for M0006TimelineKey {
         )
         .await?;
         let backend = db.get_database_backend();
-        if backend == sea_orm_migration::sea_orm::DbBackend::Postgres {
+        if backend == sea_orm::DbBackend::Postgres {
             // PostgreSQL computes the key itself, in one pass over the table.
             db.execute_unprepared(&format!(
                 "UPDATE interaction_interactions SET timeline_key = {POSTGRES_TIMELINE_KEY}"
