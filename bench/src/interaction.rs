@@ -383,8 +383,8 @@ const HEAVY_CUSTOMER: &str = "profiles/heavy";
 const SEED_CHUNK: usize = 1_000_000;
 
 /// The table [`seed_statement`] reads each customer's timeline key from while seeding: the key
-/// is a SHA-256 prefix (`throughline_interaction::timeline_key`), which neither database can
-/// compute in SQL.
+/// is a SHA-256 prefix (`throughline_interaction::timeline_key`), which SQLite cannot compute
+/// in SQL, so both databases are seeded the same way.
 const SEED_KEYS: &str = "bench_seed_timeline_keys";
 
 async fn create_seed_keys(db: &DatabaseConnection) -> Result<(), BenchError> {
