@@ -105,6 +105,7 @@ pub(crate) async fn latest_per_channel<C: ConnectionTrait>(
     tenant: &str,
     timeline: &str,
 ) -> Result<Vec<Interaction>, Error> {
+    let key = super::timeline_key(tenant, timeline);
     let mut latest = Vec::new();
     for channel in (1..=13).filter(|c| Channel::try_from(*c).is_ok()) {
         let mut sql = Sql::new(db.get_database_backend());
@@ -113,7 +114,7 @@ pub(crate) async fn latest_per_channel<C: ConnectionTrait>(
         ))
         .bind(tenant)
         .push(" AND timeline_key = ")
-        .bind(super::timeline_key(tenant, timeline))
+        .bind(key)
         .push(" AND timeline = ")
         .bind(timeline)
         .push(" AND channel = ")
