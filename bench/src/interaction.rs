@@ -10,7 +10,8 @@
 //!   one million by default; the target is at ten million), closed loop through the
 //!   full stack. The rows are seeded once with set-based SQL into a database (PostgreSQL) or
 //!   file (SQLite, in the temporary directory) named after their number, and reused by later
-//!   runs.
+//!   runs. `interaction-timeline-spread` reads the same database's other customers, each call
+//!   another one's, so that concurrent reads never share a page.
 //!
 //! PostgreSQL comes from `THROUGHLINE_BENCH_DATABASE_URL`, else `THROUGHLINE_TEST_DATABASE_URL`,
 //! else the local server at 127.0.0.1:5432; an ingest run uses a database of its own, dropped
@@ -568,15 +569,26 @@ async fn start_timeline(postgres: bool) -> Result<Target, BenchError> {
     Ok(Target::in_process(endpoint, stop))
 }
 
+/// The first page of the heavy customer's timeline, or with `spread` of one of the other
+/// customers' chosen by the call's sequence number (concurrent callers then read different
+/// customers, so no two share a read).
 fn timeline_call(
     bearer: MetadataValue<tonic::metadata::Ascii>,
+    spread: bool,
 ) -> impl Fn(GrpcChannel, u64) -> crate::CallFuture + Send + Sync + 'static {
-    move |channel, _seq| {
+    move |channel, seq| {
         let bearer = bearer.clone();
+        let customer = if spread {
+            // The seeding gives every tenth row to `profiles/c{(g * 7919) % CUSTOMERS}`, which
+            // is always a multiple of ten: those are the customers that have interactions.
+            format!("profiles/c{}", 10 * (seq % (CUSTOMERS as u64 / 10)))
+        } else {
+            HEAVY_CUSTOMER.to_owned()
+        };
         Box::pin(async move {
             let mut request = tonic::Request::new(ListInteractionsRequest {
                 customer: Some(CustomerRef {
-                    customer: Some(Customer::Profile(HEAVY_CUSTOMER.to_owned())),
+                    customer: Some(Customer::Profile(customer)),
                 }),
                 page_size: 20,
                 ..Default::default()
@@ -597,28 +609,39 @@ fn timeline_call(
 
 /// `interaction-timeline`: a page of 20 of one heavy customer's timeline on PostgreSQL.
 pub fn timeline_scenario() -> Scenario {
-    timeline(true)
+    timeline(true, false)
 }
 
 /// `interaction-timeline-sqlite`: the same on SQLite.
 pub fn timeline_sqlite_scenario() -> Scenario {
-    timeline(false)
+    timeline(false, false)
 }
 
-fn timeline(postgres: bool) -> Scenario {
+/// `interaction-timeline-spread`: a page of 20 of the other customers' timelines, each call
+/// another customer's, on PostgreSQL.
+pub fn timeline_spread_scenario() -> Scenario {
+    timeline(true, true)
+}
+
+fn timeline(postgres: bool, spread: bool) -> Scenario {
     let bearer = bearer().unwrap_or_else(|_| MetadataValue::from_static(""));
-    let name = if postgres {
-        "interaction-timeline"
+    let name = match (postgres, spread) {
+        (true, false) => "interaction-timeline",
+        (false, _) => "interaction-timeline-sqlite",
+        (true, true) => "interaction-timeline-spread",
+    };
+    let whose = if spread {
+        format!("one of {} customers (another each call)", CUSTOMERS / 10)
     } else {
-        "interaction-timeline-sqlite"
+        "one customer".to_owned()
     };
     Scenario::new(
         name,
         move || start_timeline(postgres),
-        timeline_call(bearer),
+        timeline_call(bearer, spread),
     )
     .with_description(format!(
-        "ListInteractions, page of 20 of one customer among {} stored interactions on {}",
+        "ListInteractions, page of 20 of {whose} among {} stored interactions on {}",
         timeline_rows(),
         if postgres { "PostgreSQL" } else { "SQLite" }
     ))

@@ -62,6 +62,8 @@ enum ScenarioName {
     InteractionTimeline,
     /// The same on SQLite.
     InteractionTimelineSqlite,
+    /// A page of a different customer's timeline each call, PostgreSQL.
+    InteractionTimelineSpread,
     /// Events from commit to consumer through the gRPC event log and NATS JetStream,
     /// PostgreSQL.
     Events,
@@ -97,6 +99,7 @@ impl ScenarioName {
             Self::OrchestrationTimers => unreachable!("orchestration-timers runs on its own"),
             Self::InteractionTimeline => interaction::timeline_scenario(),
             Self::InteractionTimelineSqlite => interaction::timeline_sqlite_scenario(),
+            Self::InteractionTimelineSpread => interaction::timeline_spread_scenario(),
             Self::ProfileGet => profile::profile_get_scenario(args.profiles),
             Self::ProfileResolve => profile::profile_resolve_scenario(args.profiles),
             Self::ProfileCheckConsent => profile::profile_check_consent_scenario(args.profiles),

@@ -637,6 +637,69 @@ on_both_databases!(
 );
 
 on_both_databases!(
+    concurrent_readers_each_get_their_own_page,
+    |test_db: TestDatabase| async move {
+        // Concurrent ListInteractions calls are read together (one statement for many pages):
+        // each caller must still get exactly the page it asked for.
+        let suite = TestSuite::start(&["interaction"], &test_db).await;
+        let client = client(&suite, "acme").await;
+        let channels = [Channel::Web, Channel::Email, Channel::Phone];
+        let requests: Vec<_> = (0..12)
+            .flat_map(|c| {
+                (0..(3 + c * 2)).map(move |i| {
+                    item(
+                        &format!("c{c}-{i:02}"),
+                        profile(&format!("c{c}")),
+                        channels[i % 3],
+                        i as i64 * 60,
+                    )
+                })
+            })
+            .collect();
+        client
+            .clone()
+            .batch_record_interactions(BatchRecordInteractionsRequest { requests })
+            .await
+            .unwrap();
+        let asks: Vec<ListInteractionsRequest> = (0..48)
+            .map(|n| ListInteractionsRequest {
+                customer: Some(profile(&format!("c{}", n % 12))),
+                page_size: 2 + n % 5,
+                channels: if n % 4 == 0 {
+                    vec![Channel::Email as i32]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            })
+            .collect();
+        let names = |page: ListInteractionsResponse| {
+            let names: Vec<String> = page.interactions.into_iter().map(|i| i.name).collect();
+            (names, page.next_page_token.is_empty())
+        };
+        let mut alone = Vec::new();
+        for ask in &asks {
+            let page = client.clone().list_interactions(ask.clone()).await.unwrap();
+            alone.push(names(page.into_inner()));
+        }
+        let together = futures::future::join_all(asks.iter().map(|ask| {
+            let mut client = client.clone();
+            let ask = ask.clone();
+            async move { client.list_interactions(ask).await.unwrap().into_inner() }
+        }))
+        .await;
+        let together: Vec<_> = together.into_iter().map(names).collect();
+        assert_eq!(together, alone);
+        // The pages are the customers' own: c5 has 13 (asked for 2); c8 has 19, every third
+        // from the second by email (asked for 2 by email).
+        assert_eq!(alone[5].0, ["interactions/c5-12", "interactions/c5-11"]);
+        assert_eq!(alone[20].0, ["interactions/c8-16", "interactions/c8-13"]);
+        assert!(!alone[20].1, "more of c8's email follow");
+        suite.stop().await;
+    }
+);
+
+on_both_databases!(
     concurrent_writers_store_each_id_once,
     |test_db: TestDatabase| async move {
         let suite = TestSuite::start(&["interaction"], &test_db).await;

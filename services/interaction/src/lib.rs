@@ -63,6 +63,8 @@ pub struct Service {
     /// The timeline each profile's interactions are on now (the profile it was merged into,
     /// if any), read for concurrent callers by one query. Started on first use.
     timelines: Arc<std::sync::OnceLock<store::identity::Timelines>>,
+    /// Timeline pages, read for concurrent callers together. Started on first use.
+    pages: Arc<std::sync::OnceLock<store::timeline::Pages>>,
 }
 
 impl Service {
@@ -75,6 +77,7 @@ impl Service {
             idempotency: Idempotency::new(NAME),
             writer: Arc::default(),
             timelines: Arc::default(),
+            pages: Arc::default(),
         }
     }
 
@@ -88,6 +91,12 @@ impl Service {
     fn timelines(&self) -> &store::identity::Timelines {
         self.timelines
             .get_or_init(|| store::identity::Timelines::start(&self.db))
+    }
+
+    /// Timeline pages, read outside any transaction.
+    fn pages(&self) -> &store::timeline::Pages {
+        self.pages
+            .get_or_init(|| store::timeline::Pages::start(&self.db))
     }
 
     /// Resolves customers through `resolver` (for example the profile service) from now on.

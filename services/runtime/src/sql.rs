@@ -39,6 +39,11 @@ impl Sql {
         self
     }
 
+    /// How many values are bound so far.
+    pub fn bound(&self) -> usize {
+        self.values.len()
+    }
+
     /// Appends `(v1, v2, …)`.
     pub fn bind_list<V: Into<Value>>(&mut self, values: impl IntoIterator<Item = V>) -> &mut Self {
         self.text.push('(');

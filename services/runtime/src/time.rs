@@ -43,7 +43,7 @@ pub fn duration_us(duration: &Duration) -> Option<i64> {
 
 /// A keyset page token: the sort key of the last item returned, bound to the request's
 /// filters so that a token cannot be replayed against a different query (AIP-158).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageToken {
     pub sort_us: i64,
     pub id: String,

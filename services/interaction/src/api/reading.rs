@@ -131,7 +131,7 @@ impl Api {
             after,
             page_size,
         };
-        let (interactions, next) = timeline::list(&self.service.db, tenant, &query).await?;
+        let (interactions, next) = self.service.pages().read(tenant, query).await?;
         Ok(ListInteractionsResponse {
             interactions,
             next_page_token: next.map(|t| t.encode(&filters)).unwrap_or_default(),

@@ -77,7 +77,7 @@ impl Timelines {
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(db: &DatabaseConnection) -> Self {
         Self(Batcher::per_tenant(
-            4,
+            2,
             256,
             db,
             |db, tenant, profiles: Vec<String>| async move {
@@ -88,13 +88,22 @@ impl Timelines {
 
     /// The timeline `profile`'s interactions are on now.
     pub(crate) async fn of(&self, tenant: &str, profile: &str) -> Result<String, Error> {
-        match self.0.load((tenant.to_owned(), profile.to_owned())).await {
-            Ok(survivor) => Ok(survivor.unwrap_or_else(|| profile.to_owned())),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                Err(Error::Unavailable(status.message().to_owned()))
-            }
-            Err(status) => Err(Error::internal(status.message().to_owned())),
-        }
+        let survivor = self
+            .0
+            .load((tenant.to_owned(), profile.to_owned()))
+            .await
+            .map_err(error_of_status)?;
+        Ok(survivor.unwrap_or_else(|| profile.to_owned()))
+    }
+}
+
+/// The error a batched read's loader reported: unavailable (the database is down or the
+/// service stopping), or internal.
+pub(crate) fn error_of_status(status: tonic::Status) -> Error {
+    if status.code() == tonic::Code::Unavailable {
+        Error::Unavailable(status.message().to_owned())
+    } else {
+        Error::internal(status.message().to_owned())
     }
 }
 

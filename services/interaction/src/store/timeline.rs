@@ -3,14 +3,22 @@
 //! each channel. A timeline is selected by its key (for the index) and by tenant and timeline
 //! (keys may collide).
 
-use sea_orm::ConnectionTrait;
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::interaction::v1::Interaction;
 use throughline_runtime::Error;
+use throughline_runtime::batch::Batcher;
 
 use super::{INTERACTION_COLUMNS, INTERACTIONS, interaction_from_row};
 use crate::sql::Sql;
 use crate::time::PageToken;
+
+/// Loader tasks reading pages; each holds one pooled connection while it reads.
+const LOADERS: usize = 2;
+/// Most pages one loader takes at a time.
+const MAX_BATCH: usize = 32;
 
 pub(crate) async fn get<C: ConnectionTrait>(
     db: &C,
@@ -31,7 +39,7 @@ pub(crate) async fn get<C: ConnectionTrait>(
 }
 
 /// Which interactions a page reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Query {
     pub(crate) timeline: Option<String>,
     pub(crate) thread: Option<String>,
@@ -44,14 +52,58 @@ pub(crate) struct Query {
 }
 
 /// A page of interactions, and the sort key of its last one when there are more.
-pub(crate) async fn list<C: ConnectionTrait>(
+pub(crate) type Page = (Vec<Interaction>, Option<PageToken>);
+
+/// Most values one statement of [`pages`] binds; a page binds about ten, more with long
+/// channel or type filters. Well under SQLite's and PostgreSQL's limits.
+const MAX_BOUND: usize = 5_000;
+
+/// The pages `queries` ask for, in their order, read by as few statements as the bound limit
+/// allows: one `UNION ALL` of each page's own indexed, limited select, so concurrent readers
+/// share the round trip and the statement's start-up (on PostgreSQL most of a page read's
+/// cost) while each page keeps its own plan.
+pub(crate) async fn pages<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
-    query: &Query,
-) -> Result<(Vec<Interaction>, Option<PageToken>), Error> {
-    let mut sql = Sql::new(db.get_database_backend());
+    queries: &[Query],
+) -> Result<Vec<Page>, Error> {
+    let mut found = Vec::with_capacity(queries.len());
+    let mut first = 0;
+    while first < queries.len() {
+        let mut sql = Sql::new(db.get_database_backend());
+        let mut end = first;
+        while end < queries.len() && (end == first || sql.bound() < MAX_BOUND) {
+            if end > first {
+                sql.push(" UNION ALL ");
+            }
+            push_page(&mut sql, tenant, end - first, &queries[end]);
+            end += 1;
+        }
+        sql.push(" ORDER BY page, occur_us DESC, id DESC");
+        let rows = db.query_all_raw(sql.statement()).await?;
+        let mut read: Vec<Vec<&sea_orm::QueryResult>> = vec![Vec::new(); end - first];
+        for row in &rows {
+            let page: i64 = row.try_get("", "page")?;
+            let slot = usize::try_from(page)
+                .ok()
+                .and_then(|page| read.get_mut(page))
+                .ok_or_else(|| Error::internal(format!("a page read answered page {page}")))?;
+            slot.push(row);
+        }
+        for (query, rows) in queries[first..end].iter().zip(read) {
+            found.push(page_from_rows(&rows, query.page_size)?);
+        }
+        first = end;
+    }
+    Ok(found)
+}
+
+/// `SELECT * FROM (…) AS page{n}`: page `n` of a statement, one more row than the page holds
+/// (to tell whether there are more), tagged with `n`.
+fn push_page(sql: &mut Sql, tenant: &str, n: usize, query: &Query) {
     sql.push(&format!(
-        "SELECT {INTERACTION_COLUMNS} FROM {INTERACTIONS} WHERE tenant = "
+        "SELECT * FROM (SELECT CAST({n} AS BIGINT) AS page, {INTERACTION_COLUMNS} \
+         FROM {INTERACTIONS} WHERE tenant = "
     ))
     .bind(tenant);
     if let Some(timeline) = &query.timeline {
@@ -83,12 +135,16 @@ pub(crate) async fn list<C: ConnectionTrait>(
         sql.after_page("occur_us", after);
     }
     sql.push(" ORDER BY occur_us DESC, id DESC LIMIT ")
-        .bind(i64::try_from(query.page_size + 1).unwrap_or(i64::MAX));
-    let rows = db.query_all_raw(sql.statement()).await?;
-    let more = rows.len() > query.page_size;
-    let mut interactions = Vec::with_capacity(rows.len().min(query.page_size));
+        .bind(i64::try_from(query.page_size + 1).unwrap_or(i64::MAX))
+        .push(&format!(") AS page{n}"));
+}
+
+/// A page from its rows, newest first, of which at most `page_size` are returned.
+fn page_from_rows(rows: &[&sea_orm::QueryResult], page_size: usize) -> Result<Page, Error> {
+    let more = rows.len() > page_size;
+    let mut interactions = Vec::with_capacity(rows.len().min(page_size));
     let mut last = None;
-    for row in rows.iter().take(query.page_size) {
+    for row in rows.iter().take(page_size) {
         last = Some(PageToken {
             sort_us: row.try_get("", "occur_us")?,
             id: row.try_get("", "id")?,
@@ -96,6 +152,41 @@ pub(crate) async fn list<C: ConnectionTrait>(
         interactions.push(interaction_from_row(row)?);
     }
     Ok((interactions, if more { last } else { None }))
+}
+
+/// Pages read for concurrent callers together ([`pages`] through the runtime's read batcher):
+/// ListInteractions of many customers at once costs a few statements, not one each, and
+/// callers asking for the same page share its read. Each read starts after its callers
+/// asked, so a page shows every interaction recorded before the call.
+#[derive(Debug, Clone)]
+pub(crate) struct Pages(Batcher<(String, Query), Option<Page>>);
+
+impl Pages {
+    /// Must be called within a Tokio runtime.
+    pub(crate) fn start(db: &DatabaseConnection) -> Self {
+        Self(Batcher::per_tenant(
+            LOADERS,
+            MAX_BATCH,
+            db,
+            |db, tenant, queries: Vec<Query>| async move {
+                let distinct: Vec<Query> = queries
+                    .into_iter()
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                let found = pages(&db, &tenant, &distinct).await?;
+                Ok::<_, Error>(distinct.into_iter().zip(found).collect::<HashMap<_, _>>())
+            },
+        ))
+    }
+
+    pub(crate) async fn read(&self, tenant: &str, query: Query) -> Result<Page, Error> {
+        self.0
+            .load((tenant.to_owned(), query))
+            .await
+            .map_err(super::identity::error_of_status)?
+            .ok_or_else(|| Error::internal("a batched page read left a page out"))
+    }
 }
 
 /// The latest interaction on each channel of a timeline, newest first: one index probe per
