@@ -77,7 +77,7 @@ impl Timelines {
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(db: &DatabaseConnection) -> Self {
         Self(Batcher::per_tenant(
-            2,
+            1,
             256,
             db,
             |db, tenant, profiles: Vec<String>| async move {

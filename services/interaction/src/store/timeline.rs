@@ -15,10 +15,13 @@ use super::{INTERACTION_COLUMNS, INTERACTIONS, interaction_from_row};
 use crate::sql::Sql;
 use crate::time::PageToken;
 
-/// Loader tasks reading pages; each holds one pooled connection while it reads.
-const LOADERS: usize = 2;
-/// Most pages one loader takes at a time.
-const MAX_BATCH: usize = 32;
+/// Loader tasks reading pages. Each takes every call waiting (up to [`MAX_BATCH`]), reads
+/// each distinct page once, and runs the batch's statements concurrently, so that a batch of
+/// one customer's page is one statement and a batch of many customers' pages uses several
+/// connections.
+const LOADERS: usize = 1;
+/// Most calls one loader takes at a time.
+const MAX_BATCH: usize = 256;
 
 pub(crate) async fn get<C: ConnectionTrait>(
     db: &C,
@@ -54,25 +57,30 @@ pub(crate) struct Query {
 /// A page of interactions, and the sort key of its last one when there are more.
 pub(crate) type Page = (Vec<Interaction>, Option<PageToken>);
 
-/// Most values one statement of [`pages`] binds; a page binds about ten, more with long
-/// channel or type filters. Well under SQLite's and PostgreSQL's limits.
+/// Most pages one statement reads. A statement runs on one connection, so a PostgreSQL backend
+/// executes its pages one after the other; the statements of a batch run concurrently.
+const PAGES_PER_STATEMENT: usize = 8;
+/// Most values one statement binds; a page binds about ten, more with long channel or type
+/// filters. Well under SQLite's and PostgreSQL's limits.
 const MAX_BOUND: usize = 5_000;
 
-/// The pages `queries` ask for, in their order, read by as few statements as the bound limit
-/// allows: one `UNION ALL` of each page's own indexed, limited select, so concurrent readers
-/// share the round trip and the statement's start-up (on PostgreSQL most of a page read's
-/// cost) while each page keeps its own plan.
-pub(crate) async fn pages<C: ConnectionTrait>(
-    db: &C,
+/// The pages `queries` ask for, in their order. Each statement is a `UNION ALL` of its pages'
+/// own indexed, limited selects, so concurrent readers share the round trip and the
+/// statement's start-up (on PostgreSQL most of a page read's cost) while each page keeps its
+/// own plan; the statements run concurrently on `db`'s pool.
+pub(crate) async fn pages(
+    db: &DatabaseConnection,
     tenant: &str,
     queries: &[Query],
 ) -> Result<Vec<Page>, Error> {
-    let mut found = Vec::with_capacity(queries.len());
+    let mut statements = Vec::new();
     let mut first = 0;
     while first < queries.len() {
         let mut sql = Sql::new(db.get_database_backend());
         let mut end = first;
-        while end < queries.len() && (end == first || sql.bound() < MAX_BOUND) {
+        while end < queries.len()
+            && (end == first || (end - first < PAGES_PER_STATEMENT && sql.bound() < MAX_BOUND))
+        {
             if end > first {
                 sql.push(" UNION ALL ");
             }
@@ -80,22 +88,37 @@ pub(crate) async fn pages<C: ConnectionTrait>(
             end += 1;
         }
         sql.push(" ORDER BY page, occur_us DESC, id DESC");
-        let rows = db.query_all_raw(sql.statement()).await?;
-        let mut read: Vec<Vec<&sea_orm::QueryResult>> = vec![Vec::new(); end - first];
-        for row in &rows {
-            let page: i64 = row.try_get("", "page")?;
-            let slot = usize::try_from(page)
-                .ok()
-                .and_then(|page| read.get_mut(page))
-                .ok_or_else(|| Error::internal(format!("a page read answered page {page}")))?;
-            slot.push(row);
-        }
-        for (query, rows) in queries[first..end].iter().zip(read) {
-            found.push(page_from_rows(&rows, query.page_size)?);
-        }
+        statements.push(read_statement(db, sql, &queries[first..end]));
         first = end;
     }
-    Ok(found)
+    Ok(futures::future::try_join_all(statements)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// The pages of `queries` that `sql` reads, in their order.
+async fn read_statement(
+    db: &DatabaseConnection,
+    sql: Sql,
+    queries: &[Query],
+) -> Result<Vec<Page>, Error> {
+    let rows = db.query_all_raw(sql.statement()).await?;
+    let mut read: Vec<Vec<&sea_orm::QueryResult>> = vec![Vec::new(); queries.len()];
+    for row in &rows {
+        let page: i64 = row.try_get("", "page")?;
+        let slot = usize::try_from(page)
+            .ok()
+            .and_then(|page| read.get_mut(page))
+            .ok_or_else(|| Error::internal(format!("a page read answered page {page}")))?;
+        slot.push(row);
+    }
+    queries
+        .iter()
+        .zip(read)
+        .map(|(query, rows)| page_from_rows(&rows, query.page_size))
+        .collect()
 }
 
 /// `SELECT * FROM (…) AS page{n}`: page `n` of a statement, one more row than the page holds
