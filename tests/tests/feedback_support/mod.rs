@@ -2,7 +2,7 @@
 //! creating and publishing surveys through the API.
 #![allow(dead_code)]
 
-use throughline_harness::{Authenticated, TestSuite, token};
+use throughline_harness::{Authenticated, TestSuite, query_integer, token};
 use throughline_proto::common::v1::CustomerRef;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
@@ -149,6 +149,7 @@ pub async fn events(
     event_type: &str,
 ) -> Vec<throughline_proto::event::v1::Event> {
     use throughline_runtime::events::{Filter, Outbox, Position};
+    outbox_readable(db).await;
     Outbox::new("feedback")
         .read(
             db,
@@ -165,6 +166,22 @@ pub async fn events(
         .into_iter()
         .map(|entry| entry.event)
         .collect()
+}
+
+/// Waits (at most 10 s) until every row now in the outbox can be read. On PostgreSQL a read
+/// stops below the oldest transaction still running anywhere on the server, and tests running
+/// beside this one keep transactions open, so a read right after a call may miss its events.
+async fn outbox_readable(db: &sea_orm::DatabaseConnection) {
+    use sea_orm::ConnectionTrait as _;
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let unreadable = "SELECT COUNT(*) FROM feedback_outbox \
+                      WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+    while query_integer(db, unreadable).await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Invites `customer` to `survey` (`surveys/{id}`) without delivery: the caller presents it.
