@@ -17,10 +17,15 @@ use crate::error::Result;
 use crate::identity::Key;
 use crate::store::{self, Children, ConsentQuery, consent, profile};
 
-/// Loader tasks per kind of read; each holds one pooled connection while it reads.
-const LOADERS: usize = 4;
-/// Most keys one query reads (the padded statement then binds at most ~1,300 values).
+/// Loader tasks per kind of read. Each takes every call waiting (up to [`MAX_BATCH`]) and
+/// reads the keys [`PER_QUERY`] to a query, the queries concurrently on the pool: one loader
+/// makes the batches as large as the load allows, and the concurrent queries still spread a
+/// large batch over several connections.
+const LOADERS: usize = 1;
+/// Most calls one loader takes at a time.
 const MAX_BATCH: usize = 256;
+/// Most keys one query reads (the padded statement then binds at most ~170 values).
+const PER_QUERY: usize = 32;
 
 type ProfileRead = Option<(profile::Model, Children)>;
 type ConsentRead = Option<(String, Option<consent::Model>)>;
@@ -85,5 +90,14 @@ where
     F: Fn(DatabaseConnection, String, Vec<K>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<HashMap<K, V>>> + Send + 'static,
 {
-    Batcher::per_tenant(LOADERS, MAX_BATCH, db, read)
+    Batcher::per_tenant(LOADERS, MAX_BATCH, db, move |db, tenant, keys: Vec<K>| {
+        let reads: Vec<_> = keys
+            .chunks(PER_QUERY)
+            .map(|chunk| read(db.clone(), tenant.clone(), chunk.to_vec()))
+            .collect();
+        async move {
+            let found = futures::future::try_join_all(reads).await?;
+            Ok::<_, crate::error::Error>(found.into_iter().flatten().collect::<HashMap<K, V>>())
+        }
+    })
 }

@@ -172,7 +172,6 @@ pub async fn events(
 /// stops below the oldest transaction still running anywhere on the server, and tests running
 /// beside this one keep transactions open, so a read right after a call may miss its events.
 async fn outbox_readable(db: &sea_orm::DatabaseConnection) {
-    use sea_orm::ConnectionTrait as _;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         return;
     }
