@@ -18,14 +18,17 @@ use crate::identity::Key;
 use crate::store::{self, Children, ConsentQuery, consent, profile};
 
 /// Loader tasks per kind of read. Each takes every call waiting (up to [`MAX_BATCH`]) and
-/// reads the keys [`PER_QUERY`] to a query, the queries concurrently on the pool: one loader
+/// reads the keys in at most [`CONCURRENT_QUERIES`] queries, concurrently on the pool: one loader
 /// makes the batches as large as the load allows, and the concurrent queries still spread a
 /// large batch over several connections.
 const LOADERS: usize = 1;
 /// Most calls one loader takes at a time.
 const MAX_BATCH: usize = 256;
-/// Most keys one query reads (the padded statement then binds at most ~170 values).
+/// Fewest keys a query of several reads.
 const PER_QUERY: usize = 32;
+/// Most queries a batch runs at once (then at most 64 keys each, the padded statement binding
+/// at most ~330 values), so that one batch holds at most this many pooled connections.
+const CONCURRENT_QUERIES: usize = 4;
 
 type ProfileRead = Option<(profile::Model, Children)>;
 type ConsentRead = Option<(String, Option<consent::Model>)>;
@@ -91,8 +94,9 @@ where
     Fut: Future<Output = Result<HashMap<K, V>>> + Send + 'static,
 {
     Batcher::per_tenant(LOADERS, MAX_BATCH, db, move |db, tenant, keys: Vec<K>| {
+        let per_query = PER_QUERY.max(keys.len().div_ceil(CONCURRENT_QUERIES));
         let reads: Vec<_> = keys
-            .chunks(PER_QUERY)
+            .chunks(per_query)
             .map(|chunk| read(db.clone(), tenant.clone(), chunk.to_vec()))
             .collect();
         async move {

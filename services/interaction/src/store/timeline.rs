@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::{StreamExt as _, TryStreamExt as _};
+
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use throughline_proto::common::v1::Channel;
 use throughline_proto::interaction::v1::Interaction;
@@ -57,9 +59,13 @@ pub(crate) struct Query {
 /// A page of interactions, and the sort key of its last one when there are more.
 pub(crate) type Page = (Vec<Interaction>, Option<PageToken>);
 
-/// Most pages one statement reads. A statement runs on one connection, so a PostgreSQL backend
-/// executes its pages one after the other; the statements of a batch run concurrently.
+/// Fewest pages a statement of several reads. A statement runs on one connection, so a
+/// PostgreSQL backend executes its pages one after the other; the statements of a batch run
+/// concurrently.
 const PAGES_PER_STATEMENT: usize = 8;
+/// Most statements a batch runs at once, so that one batch holds at most this many pooled
+/// connections and leaves the rest to writes.
+const CONCURRENT_STATEMENTS: usize = 4;
 /// Most values one statement binds; a page binds about ten, more with long channel or type
 /// filters. Well under SQLite's and PostgreSQL's limits.
 const MAX_BOUND: usize = 5_000;
@@ -73,13 +79,14 @@ pub(crate) async fn pages(
     tenant: &str,
     queries: &[Query],
 ) -> Result<Vec<Page>, Error> {
+    let per_statement = PAGES_PER_STATEMENT.max(queries.len().div_ceil(CONCURRENT_STATEMENTS));
     let mut statements = Vec::new();
     let mut first = 0;
     while first < queries.len() {
         let mut sql = Sql::new(db.get_database_backend());
         let mut end = first;
         while end < queries.len()
-            && (end == first || (end - first < PAGES_PER_STATEMENT && sql.bound() < MAX_BOUND))
+            && (end == first || (end - first < per_statement && sql.bound() < MAX_BOUND))
         {
             if end > first {
                 sql.push(" UNION ALL ");
@@ -91,11 +98,12 @@ pub(crate) async fn pages(
         statements.push(read_statement(db, sql, &queries[first..end]));
         first = end;
     }
-    Ok(futures::future::try_join_all(statements)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    // Long filters can split a batch into more statements than CONCURRENT_STATEMENTS.
+    let read: Vec<Vec<Page>> = futures::stream::iter(statements)
+        .buffered(CONCURRENT_STATEMENTS)
+        .try_collect()
+        .await?;
+    Ok(read.into_iter().flatten().collect())
 }
 
 /// The pages of `queries` that `sql` reads, in their order.
