@@ -30,8 +30,9 @@ pub(crate) use throughline_runtime::db::write_transaction;
 /// tenant and the timeline. Keyed by the `(tenant, timeline)` strings instead, every entry of
 /// the two per-customer indexes was tens of bytes longer (a timeline is `profiles/` and an id),
 /// and a commit rewrites most of their leaf pages, so ingest wrote far more pages per
-/// interaction (SQLite: 53k against 88k rows/s at 640k rows, measured outside the service). Keys are not unique, so every query also compares `tenant`
-/// and `timeline`: a collision costs a few rows read, never a wrong answer.
+/// interaction (SQLite: 53k against 88k rows/s at 640k rows, measured outside the service).
+/// Keys are not unique, so every query also compares `tenant` and `timeline`: a collision
+/// costs a few rows read, never a wrong answer.
 pub fn timeline_key(tenant: &str, timeline: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
