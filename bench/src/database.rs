@@ -123,6 +123,14 @@ impl BenchDatabase {
         }
     }
 
+    /// The raw load the interaction ingest is compared with on this database.
+    pub fn baseline_label(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "multi-row INSERT, no events",
+            Self::Postgres { .. } => "COPY",
+        }
+    }
+
     pub async fn drop_now(self) {
         if let Self::Postgres { server, name } = self
             && let Ok(admin) = Database::connect(server.as_str()).await
