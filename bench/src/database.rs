@@ -126,7 +126,7 @@ impl BenchDatabase {
     /// The raw load the interaction ingest is compared with on this database.
     pub fn baseline_label(&self) -> &'static str {
         match self {
-            Self::Sqlite(_) => "multi-row INSERT, no events",
+            Self::Sqlite(_) => "multi-row INSERT, with the events",
             Self::Postgres { .. } => "COPY",
         }
     }

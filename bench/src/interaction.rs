@@ -5,9 +5,10 @@
 //!   PostgreSQL and on SQLite, in interactions per second. On PostgreSQL the same run first
 //!   measures a raw `COPY` of the same rows into the same table as the baseline the issue
 //!   compares with. SQLite has no COPY, and its target is absolute; as its ceiling the same run
-//!   measures plain multi-row `INSERT`s of the same rows into the same table, through the same
-//!   driver and connection settings as the service's writer, in transactions as large as the
-//!   service's group commits, without the events the service writes beside each row.
+//!   measures plain multi-row `INSERT`s of the same rows into the same table, each row with
+//!   the `interaction.recorded` event the service writes beside it in the same transaction,
+//!   through the same driver, connection settings and outbox statements as the service's
+//!   writer, in transactions as large as the service's group commits.
 //! - `interaction-timeline` / `interaction-timeline-sqlite`: the first page (20) of the
 //!   timeline of one customer with many stored interactions (`THROUGHLINE_BENCH_TIMELINE_ROWS`,
 //!   one million by default; the issue's target is at ten million), closed loop through the
@@ -33,11 +34,13 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, Transact
 use throughline::Config;
 use throughline_proto::common::v1::customer_ref::Customer;
 use throughline_proto::common::v1::{Channel, CustomerRef, Direction};
+use throughline_proto::event::v1::{Event, InteractionRecorded};
 use throughline_proto::interaction::v1::interaction_service_client::InteractionServiceClient;
 use throughline_proto::interaction::v1::{
     Interaction, ListInteractionsRequest, RecordInteractionRequest, RecordInteractionsRequest,
 };
 use throughline_runtime::config::Sources;
+use throughline_runtime::events::{Outbox, new_event};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -259,8 +262,9 @@ const INSERT_TRANSACTION: usize = 20_000;
 /// Rows one statement of the SQLite baseline inserts, as the service's writer does.
 const INSERT_STATEMENT: usize = 1_000;
 
-/// Inserts rows into the service's table on SQLite for `duration`, on a connection of the
-/// service's writer's own settings; returns rows written and the time taken.
+/// Inserts rows, each with its event in the outbox, into the service's tables on SQLite for
+/// `duration`, on a connection of the service's writer's own settings; returns rows written and
+/// the time taken.
 async fn insert_rows_sqlite(
     url: &str,
     prefix: &str,
@@ -296,6 +300,16 @@ async fn insert_rows_sqlite(
                 ))
                 .await
                 .map_err(setup_error)?;
+            let events: Vec<_> = rows.into_iter().map(recorded_event).collect();
+            for statement in Outbox::new("interaction")
+                .append_statements(sea_orm::DbBackend::Sqlite, &events)
+                .map_err(setup_error)?
+            {
+                transaction
+                    .execute_raw(statement)
+                    .await
+                    .map_err(setup_error)?;
+            }
         }
         transaction.commit().await.map_err(setup_error)?;
         written += INSERT_TRANSACTION;
@@ -304,6 +318,38 @@ async fn insert_rows_sqlite(
     db.close().await.map_err(setup_error)?;
     pool.close().await.map_err(setup_error)?;
     Ok((written, took))
+}
+
+/// The `interaction.recorded` event the service writes beside `row`.
+fn recorded_event(row: Row) -> Event {
+    let request = request(row);
+    let interaction = request.interaction.unwrap_or_default();
+    let payload = InteractionRecorded {
+        interaction: format!("interactions/{}", request.interaction_id),
+        profile: match &interaction.customer {
+            Some(CustomerRef {
+                customer: Some(Customer::Profile(profile)),
+            }) => profile.clone(),
+            _ => String::new(),
+        },
+        customer: interaction.customer,
+        channel: interaction.channel,
+        direction: interaction.direction,
+        interaction_type: interaction.r#type,
+        occur_time: interaction.occur_time,
+        touchpoint: interaction.touchpoint,
+        reason: interaction.reason,
+        attributes: interaction.attributes,
+        ..InteractionRecorded::default()
+    };
+    new_event(
+        "interaction",
+        TENANT,
+        "interaction.recorded",
+        &payload.profile,
+        "InteractionRecorded",
+        &payload,
+    )
 }
 
 /// `row`'s values in the order of [`COLUMNS`], as the service stores them.
