@@ -220,38 +220,34 @@ impl Pages {
     }
 }
 
-/// The latest interaction on each channel of a timeline, newest first: one index probe per
-/// channel.
-pub(crate) async fn latest_per_channel<C: ConnectionTrait>(
-    db: &C,
+/// The latest interaction on each channel of a timeline, newest first (channels in their
+/// order among equals): a page of one per channel, all read by [`pages`] in one round of
+/// statements rather than a round trip per channel.
+pub(crate) async fn latest_per_channel(
+    db: &DatabaseConnection,
     tenant: &str,
     timeline: &str,
 ) -> Result<Vec<Interaction>, Error> {
-    let key = super::timeline_key(tenant, timeline);
-    let mut latest = Vec::new();
-    for channel in (1..=13).filter(|c| Channel::try_from(*c).is_ok()) {
-        let mut sql = Sql::new(db.get_database_backend());
-        sql.push(&format!(
-            "SELECT {INTERACTION_COLUMNS} FROM {INTERACTIONS} WHERE tenant = "
-        ))
-        .bind(tenant)
-        .push(" AND timeline_key = ")
-        .bind(key)
-        .push(" AND timeline = ")
-        .bind(timeline)
-        .push(" AND channel = ")
-        .bind(channel)
-        .push(" ORDER BY occur_us DESC, id DESC LIMIT 1");
-        if let Some(row) = db.query_one_raw(sql.statement()).await? {
-            latest.push((
-                row.try_get::<i64>("", "occur_us")?,
-                interaction_from_row(&row)?,
-            ));
-        }
-    }
-    latest.sort_by_key(|(occur_us, _)| std::cmp::Reverse(*occur_us));
-    Ok(latest
+    let queries: Vec<Query> = (1..=13)
+        .filter(|channel| Channel::try_from(*channel).is_ok())
+        .map(|channel| Query {
+            timeline: Some(timeline.to_owned()),
+            channels: vec![channel],
+            page_size: 1,
+            ..Query::default()
+        })
+        .collect();
+    let mut latest: Vec<Interaction> = pages(db, tenant, &queries)
+        .await?
         .into_iter()
-        .map(|(_, interaction)| interaction)
-        .collect())
+        .flat_map(|(interactions, _)| interactions)
+        .collect();
+    latest.sort_by_key(|interaction| {
+        std::cmp::Reverse(
+            interaction
+                .occur_time
+                .map(|time| (time.seconds, time.nanos)),
+        )
+    });
+    Ok(latest)
 }
