@@ -32,15 +32,21 @@ impl Api {
     /// Whose timeline a customer reference reads: the surviving profile it resolves to, or the
     /// customer key itself when unresolved.
     async fn timeline(&self, tenant: &str, key: &CustomerKey) -> Result<String, Error> {
+        match self.profile(tenant, key).await? {
+            Some(profile) => self.service.timelines().of(tenant, &profile).await,
+            None => Ok(key.as_str().to_owned()),
+        }
+    }
+
+    /// The profile a customer reference resolves to, before following merges; `None` when the
+    /// reference does not resolve to a profile.
+    async fn profile(&self, tenant: &str, key: &CustomerKey) -> Result<Option<String>, Error> {
         let resolved = self
             .service
             .resolver
             .resolve(tenant, std::slice::from_ref(key))
             .await?;
-        match resolved.into_iter().next().flatten() {
-            Some(profile) => self.service.timelines().of(tenant, &profile).await,
-            None => Ok(key.as_str().to_owned()),
-        }
+        Ok(resolved.into_iter().next().flatten())
     }
 }
 

@@ -4,6 +4,7 @@
 //! (keys may collide).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 
@@ -13,7 +14,8 @@ use throughline_proto::interaction::v1::Interaction;
 use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
 
-use super::{INTERACTION_COLUMNS, INTERACTIONS, interaction_from_row};
+use super::identity::surviving;
+use super::{INTERACTION_COLUMNS, INTERACTIONS, MERGES, interaction_from_row};
 use crate::sql::Sql;
 use crate::time::PageToken;
 
@@ -138,10 +140,20 @@ fn push_page(sql: &mut Sql, tenant: &str, n: usize, query: &Query) {
     ))
     .bind(tenant);
     if let Some(timeline) = &query.timeline {
+        // A profile merged away has no timeline of its own any more (its interactions moved to
+        // the survivor's), so its page reads nothing here and `Pages` reads the survivor's.
+        // Checking in the statement spares every other read a lookup of its own.
         sql.push(" AND timeline_key = ")
             .bind(super::timeline_key(tenant, timeline))
             .push(" AND timeline = ")
-            .bind(timeline.as_str());
+            .bind(timeline.as_str())
+            .push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {MERGES} WHERE tenant = "
+            ))
+            .bind(tenant)
+            .push(" AND source = ")
+            .bind(timeline.as_str())
+            .push(")");
     }
     if let Some(thread) = &query.thread {
         // `thread <> ''` lets both databases use the partial index of threaded interactions.
@@ -190,7 +202,7 @@ fn page_from_rows(rows: &[&sea_orm::QueryResult], page_size: usize) -> Result<Pa
 /// callers asking for the same page share its read. Each read starts after its callers
 /// asked, so a page shows every interaction recorded before the call.
 #[derive(Debug, Clone)]
-pub(crate) struct Pages(Batcher<(String, Query), Option<Page>>);
+pub(crate) struct Pages(Batcher<(String, Query), Option<Arc<Page>>>);
 
 impl Pages {
     /// Must be called within a Tokio runtime.
@@ -205,19 +217,74 @@ impl Pages {
                     .collect::<HashSet<_>>()
                     .into_iter()
                     .collect();
-                let found = pages(&db, &tenant, &distinct).await?;
-                Ok::<_, Error>(distinct.into_iter().zip(found).collect::<HashMap<_, _>>())
+                let mut found = pages(&db, &tenant, &distinct).await?;
+                read_survivors(&db, &tenant, &distinct, &mut found).await?;
+                // Shared, so that answering a batch's callers costs no copy of a page in the
+                // loader; each caller copies the page it shares in its own task (`read`).
+                Ok::<_, Error>(
+                    distinct
+                        .into_iter()
+                        .zip(found.into_iter().map(Arc::new))
+                        .collect::<HashMap<_, _>>(),
+                )
             },
         ))
     }
 
+    /// The page `query` asks for; a timeline of a profile merged away reads as the survivor's.
     pub(crate) async fn read(&self, tenant: &str, query: Query) -> Result<Page, Error> {
         self.0
             .load((tenant.to_owned(), query))
             .await
             .map_err(super::identity::error_of_status)?
+            .map(|page| Arc::try_unwrap(page).unwrap_or_else(|shared| (*shared).clone()))
             .ok_or_else(|| Error::internal("a batched page read left a page out"))
     }
+}
+
+/// Reads again, from the survivor's timeline, each page of `queries` that came back empty
+/// because its profile was merged away ([`push_page`] reads nothing for such a profile). Only
+/// empty pages are asked about, so a batch of timelines with interactions costs no lookup.
+async fn read_survivors(
+    db: &DatabaseConnection,
+    tenant: &str,
+    queries: &[Query],
+    found: &mut [Page],
+) -> Result<(), Error> {
+    let empty: Vec<usize> = (0..queries.len())
+        .filter(|&i| found[i].0.is_empty() && queries[i].timeline.is_some())
+        .collect();
+    if empty.is_empty() {
+        return Ok(());
+    }
+    let survivors = surviving(
+        db,
+        tenant,
+        empty.iter().filter_map(|&i| queries[i].timeline.as_deref()),
+    )
+    .await?;
+    let mut moved = Vec::new();
+    let mut again = Vec::new();
+    for i in empty {
+        let survivor = queries[i]
+            .timeline
+            .as_ref()
+            .and_then(|timeline| survivors.get(timeline));
+        if let Some(survivor) = survivor {
+            moved.push(i);
+            again.push(Query {
+                timeline: Some(survivor.clone()),
+                ..queries[i].clone()
+            });
+        }
+    }
+    if again.is_empty() {
+        return Ok(());
+    }
+    for (i, page) in moved.into_iter().zip(pages(db, tenant, &again).await?) {
+        found[i] = page;
+    }
+    Ok(())
 }
 
 /// The latest interaction on each channel of a timeline, newest first (channels in their
