@@ -152,7 +152,11 @@ impl Api {
         let key = customer_key(request.customer.as_ref(), "customer")?;
         let timeline = self.timeline(tenant, &key).await?;
         let db = &self.service.db;
-        let last_interactions = timeline::latest_per_channel(db, tenant, &timeline).await?;
+        let last_interactions = self
+            .service
+            .pages()
+            .latest_per_channel(tenant, &timeline)
+            .await?;
         let (open_threads, _) = threads::list(
             db,
             tenant,

@@ -13,6 +13,7 @@ use throughline_proto::common::v1::Channel;
 use throughline_proto::interaction::v1::Interaction;
 use throughline_runtime::Error;
 use throughline_runtime::batch::Batcher;
+use throughline_runtime::db::generic_plan_pool;
 
 use super::identity::surviving;
 use super::{INTERACTION_COLUMNS, INTERACTIONS, MERGES, interaction_from_row};
@@ -72,50 +73,93 @@ const CONCURRENT_STATEMENTS: usize = 4;
 /// filters. Well under SQLite's and PostgreSQL's limits.
 const MAX_BOUND: usize = 5_000;
 
+/// Where page statements run.
+#[derive(Debug, Clone)]
+pub(crate) struct Readers {
+    /// The service's pool: pages whose best plan depends on the values.
+    pool: DatabaseConnection,
+    /// A few connections that plan each statement once, whatever the values
+    /// ([`generic_plan_pool`]): pages whose best plan is the same for every customer.
+    planned_once: DatabaseConnection,
+}
+
+impl Readers {
+    /// Must be called within a Tokio runtime.
+    pub(crate) fn new(db: &DatabaseConnection) -> Self {
+        Self {
+            pool: db.clone(),
+            planned_once: generic_plan_pool(db, CONCURRENT_STATEMENTS as u32),
+        }
+    }
+}
+
+/// Whether the best plan of `query`'s page is the same whatever the values: a walk down one
+/// customer's timeline index (of one channel at most), newest first, that stops after a page.
+/// Not so with a thread (with a customer as well, the better index is the smaller of the two)
+/// or several channels (for a customer with millions of interactions, walking the timeline
+/// beats gathering each channel's and sorting them; for one with few, the other way round).
+fn plans_alike(query: &Query) -> bool {
+    query.timeline.is_some() && query.thread.is_none() && query.channels.len() <= 1
+}
+
 /// The pages `queries` ask for, in their order. Each statement is a `UNION ALL` of its pages'
 /// own indexed, limited selects, so concurrent readers share the round trip and the
 /// statement's start-up (on PostgreSQL most of a page read's cost) while each page keeps its
-/// own plan; the statements run concurrently on `db`'s pool.
+/// own plan; the statements run concurrently, those of pages that plan alike on the
+/// connections that plan once.
 pub(crate) async fn pages(
-    db: &DatabaseConnection,
+    readers: &Readers,
     tenant: &str,
     queries: &[Query],
 ) -> Result<Vec<Page>, Error> {
     let per_statement = PAGES_PER_STATEMENT.max(queries.len().div_ceil(CONCURRENT_STATEMENTS));
+    let (alike, rest): (Vec<usize>, Vec<usize>) =
+        (0..queries.len()).partition(|&i| plans_alike(&queries[i]));
     let mut statements = Vec::new();
-    let mut first = 0;
-    while first < queries.len() {
-        let mut sql = Sql::new(db.get_database_backend());
-        let mut end = first;
-        while end < queries.len()
-            && (end == first || (end - first < per_statement && sql.bound() < MAX_BOUND))
-        {
-            if end > first {
-                sql.push(" UNION ALL ");
+    for (db, group) in [(&readers.planned_once, alike), (&readers.pool, rest)] {
+        let mut first = 0;
+        while first < group.len() {
+            let mut sql = Sql::new(db.get_database_backend());
+            let mut end = first;
+            while end < group.len()
+                && (end == first || (end - first < per_statement && sql.bound() < MAX_BOUND))
+            {
+                if end > first {
+                    sql.push(" UNION ALL ");
+                }
+                push_page(&mut sql, tenant, end - first, &queries[group[end]]);
+                end += 1;
             }
-            push_page(&mut sql, tenant, end - first, &queries[end]);
-            end += 1;
+            sql.push(" ORDER BY page, occur_us DESC, id DESC");
+            statements.push(read_statement(db, sql, queries, group[first..end].to_vec()));
+            first = end;
         }
-        sql.push(" ORDER BY page, occur_us DESC, id DESC");
-        statements.push(read_statement(db, sql, &queries[first..end]));
-        first = end;
     }
     // Long filters can split a batch into more statements than CONCURRENT_STATEMENTS.
-    let read: Vec<Vec<Page>> = futures::stream::iter(statements)
+    let read: Vec<Vec<(usize, Page)>> = futures::stream::iter(statements)
         .buffered(CONCURRENT_STATEMENTS)
         .try_collect()
         .await?;
-    Ok(read.into_iter().flatten().collect())
+    let mut found: Vec<Option<Page>> = queries.iter().map(|_| None).collect();
+    for (i, page) in read.into_iter().flatten() {
+        found[i] = Some(page);
+    }
+    found
+        .into_iter()
+        .map(|page| page.ok_or_else(|| Error::internal("a page read left a page out")))
+        .collect()
 }
 
-/// The pages of `queries` that `sql` reads, in their order.
+/// The pages of `queries` numbered `which` that `sql` reads (its page `n` is `which[n]`), each
+/// with its number.
 async fn read_statement(
     db: &DatabaseConnection,
     sql: Sql,
     queries: &[Query],
-) -> Result<Vec<Page>, Error> {
+    which: Vec<usize>,
+) -> Result<Vec<(usize, Page)>, Error> {
     let rows = db.query_all_raw(sql.statement()).await?;
-    let mut read: Vec<Vec<&sea_orm::QueryResult>> = vec![Vec::new(); queries.len()];
+    let mut read: Vec<Vec<&sea_orm::QueryResult>> = vec![Vec::new(); which.len()];
     for row in &rows {
         let page: i64 = row.try_get("", "page")?;
         let slot = usize::try_from(page)
@@ -124,10 +168,10 @@ async fn read_statement(
             .ok_or_else(|| Error::internal(format!("a page read answered page {page}")))?;
         slot.push(row);
     }
-    queries
-        .iter()
+    which
+        .into_iter()
         .zip(read)
-        .map(|(query, rows)| page_from_rows(&rows, query.page_size))
+        .map(|(i, rows)| Ok((i, page_from_rows(&rows, queries[i].page_size)?)))
         .collect()
 }
 
@@ -202,43 +246,84 @@ fn page_from_rows(rows: &[&sea_orm::QueryResult], page_size: usize) -> Result<Pa
 /// callers asking for the same page share its read. Each read starts after its callers
 /// asked, so a page shows every interaction recorded before the call.
 #[derive(Debug, Clone)]
-pub(crate) struct Pages(Batcher<(String, Query), Option<Arc<Page>>>);
+pub(crate) struct Pages {
+    batcher: Batcher<(String, Query), Option<Arc<Page>>>,
+    readers: Readers,
+}
 
 impl Pages {
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(db: &DatabaseConnection) -> Self {
-        Self(Batcher::per_tenant(
+        let readers = Readers::new(db);
+        let batched = readers.clone();
+        let batcher = Batcher::per_tenant(
             LOADERS,
             MAX_BATCH,
             db,
-            |db, tenant, queries: Vec<Query>| async move {
-                let distinct: Vec<Query> = queries
-                    .into_iter()
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .collect();
-                let mut found = pages(&db, &tenant, &distinct).await?;
-                read_survivors(&db, &tenant, &distinct, &mut found).await?;
-                // Shared, so that answering a batch's callers costs no copy of a page in the
-                // loader; each caller copies the page it shares in its own task (`read`).
-                Ok::<_, Error>(
-                    distinct
+            move |_, tenant, queries: Vec<Query>| {
+                let readers = batched.clone();
+                async move {
+                    let distinct: Vec<Query> = queries
                         .into_iter()
-                        .zip(found.into_iter().map(Arc::new))
-                        .collect::<HashMap<_, _>>(),
-                )
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let mut found = pages(&readers, &tenant, &distinct).await?;
+                    read_survivors(&readers, &tenant, &distinct, &mut found).await?;
+                    // Shared, so that answering a batch's callers costs no copy of a page in
+                    // the loader; each caller copies the page it shares in its own task (`read`).
+                    Ok::<_, Error>(
+                        distinct
+                            .into_iter()
+                            .zip(found.into_iter().map(Arc::new))
+                            .collect::<HashMap<_, _>>(),
+                    )
+                }
             },
-        ))
+        );
+        Self { batcher, readers }
     }
 
     /// The page `query` asks for; a timeline of a profile merged away reads as the survivor's.
     pub(crate) async fn read(&self, tenant: &str, query: Query) -> Result<Page, Error> {
-        self.0
+        self.batcher
             .load((tenant.to_owned(), query))
             .await
             .map_err(super::identity::error_of_status)?
             .map(|page| Arc::try_unwrap(page).unwrap_or_else(|shared| (*shared).clone()))
             .ok_or_else(|| Error::internal("a batched page read left a page out"))
+    }
+
+    /// The latest interaction on each channel of a timeline, newest first (channels in their
+    /// order among equals): a page of one per channel, all read by [`pages`] in one round of
+    /// statements rather than a round trip per channel.
+    pub(crate) async fn latest_per_channel(
+        &self,
+        tenant: &str,
+        timeline: &str,
+    ) -> Result<Vec<Interaction>, Error> {
+        let queries: Vec<Query> = (1..=13)
+            .filter(|channel| Channel::try_from(*channel).is_ok())
+            .map(|channel| Query {
+                timeline: Some(timeline.to_owned()),
+                channels: vec![channel],
+                page_size: 1,
+                ..Query::default()
+            })
+            .collect();
+        let mut latest: Vec<Interaction> = pages(&self.readers, tenant, &queries)
+            .await?
+            .into_iter()
+            .flat_map(|(interactions, _)| interactions)
+            .collect();
+        latest.sort_by_key(|interaction| {
+            std::cmp::Reverse(
+                interaction
+                    .occur_time
+                    .map(|time| (time.seconds, time.nanos)),
+            )
+        });
+        Ok(latest)
     }
 }
 
@@ -246,7 +331,7 @@ impl Pages {
 /// because its profile was merged away ([`push_page`] reads nothing for such a profile). Only
 /// empty pages are asked about, so a batch of timelines with interactions costs no lookup.
 async fn read_survivors(
-    db: &DatabaseConnection,
+    readers: &Readers,
     tenant: &str,
     queries: &[Query],
     found: &mut [Page],
@@ -258,7 +343,7 @@ async fn read_survivors(
         return Ok(());
     }
     let survivors = surviving(
-        db,
+        &readers.pool,
         tenant,
         empty.iter().filter_map(|&i| queries[i].timeline.as_deref()),
     )
@@ -281,40 +366,8 @@ async fn read_survivors(
     if again.is_empty() {
         return Ok(());
     }
-    for (i, page) in moved.into_iter().zip(pages(db, tenant, &again).await?) {
+    for (i, page) in moved.into_iter().zip(pages(readers, tenant, &again).await?) {
         found[i] = page;
     }
     Ok(())
-}
-
-/// The latest interaction on each channel of a timeline, newest first (channels in their
-/// order among equals): a page of one per channel, all read by [`pages`] in one round of
-/// statements rather than a round trip per channel.
-pub(crate) async fn latest_per_channel(
-    db: &DatabaseConnection,
-    tenant: &str,
-    timeline: &str,
-) -> Result<Vec<Interaction>, Error> {
-    let queries: Vec<Query> = (1..=13)
-        .filter(|channel| Channel::try_from(*channel).is_ok())
-        .map(|channel| Query {
-            timeline: Some(timeline.to_owned()),
-            channels: vec![channel],
-            page_size: 1,
-            ..Query::default()
-        })
-        .collect();
-    let mut latest: Vec<Interaction> = pages(db, tenant, &queries)
-        .await?
-        .into_iter()
-        .flat_map(|(interactions, _)| interactions)
-        .collect();
-    latest.sort_by_key(|interaction| {
-        std::cmp::Reverse(
-            interaction
-                .occur_time
-                .map(|time| (time.seconds, time.nanos)),
-        )
-    });
-    Ok(latest)
 }
