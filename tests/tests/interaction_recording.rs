@@ -665,10 +665,12 @@ on_both_databases!(
             .map(|n| ListInteractionsRequest {
                 customer: Some(profile(&format!("c{}", n % 12))),
                 page_size: 2 + n % 5,
-                channels: if n % 4 == 0 {
-                    vec![Channel::Email as i32]
-                } else {
-                    Vec::new()
+                // One channel, two channels or all: pages of one channel at most and pages of
+                // several are read on different connections, and a batch mixes them.
+                channels: match n % 4 {
+                    0 => vec![Channel::Email as i32],
+                    2 => vec![Channel::Email as i32, Channel::Phone as i32],
+                    _ => Vec::new(),
                 },
                 ..Default::default()
             })
@@ -695,6 +697,17 @@ on_both_databases!(
         assert_eq!(alone[5].0, ["interactions/c5-12", "interactions/c5-11"]);
         assert_eq!(alone[20].0, ["interactions/c8-16", "interactions/c8-13"]);
         assert!(!alone[20].1, "more of c8's email follow");
+        // c2 has 7: every third from the second by email, from the third by phone (asked for 4).
+        assert_eq!(
+            alone[2].0,
+            [
+                "interactions/c2-05",
+                "interactions/c2-04",
+                "interactions/c2-02",
+                "interactions/c2-01"
+            ]
+        );
+        assert!(alone[2].1, "no more of c2's email or phone");
         suite.stop().await;
     }
 );
