@@ -244,4 +244,36 @@ mod tests {
             tonic::Code::Internal
         );
     }
+
+    #[tokio::test]
+    async fn every_caller_of_a_key_gets_its_value_whichever_tenant_and_however_often_asked() {
+        let keys: Vec<(String, u32)> = [("a", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 9), ("a", 1)]
+            .into_iter()
+            .map(|(tenant, key)| (tenant.to_owned(), key))
+            .collect();
+        let answers = per_tenant(keys, |tenant, group: Vec<u32>| async move {
+            // Each tenant's keys once per caller; key 9 is not found.
+            Ok::<_, Status>(
+                group
+                    .into_iter()
+                    .filter(|key| *key != 9)
+                    .map(|key| (key, format!("{tenant}{key}")))
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+        })
+        .await
+        .unwrap();
+        let expected = [
+            Some("a1"),
+            Some("b1"),
+            Some("a1"),
+            Some("a2"),
+            None,
+            Some("a1"),
+        ];
+        assert_eq!(
+            answers,
+            expected.map(|value| value.map(str::to_owned)).to_vec()
+        );
+    }
 }
