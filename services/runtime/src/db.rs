@@ -228,8 +228,7 @@ pub async fn dedicated_writer(db: &DatabaseConnection) -> Result<DatabaseConnect
 
 /// A pool of at most `connections` beside `db` whose PostgreSQL sessions plan a prepared
 /// statement once, for any values (`plan_cache_mode = force_generic_plan`); on SQLite, which
-/// plans a statement once when preparing it anyway, `db` itself. Opens its connections when
-/// first used.
+/// has no such setting, `db` itself. Opens its connections when first used.
 ///
 /// PostgreSQL plans a prepared statement again on every execution when the plan made for any
 /// values is estimated dearer than the ones made for the values given, which is always so when
