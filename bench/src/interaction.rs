@@ -278,6 +278,7 @@ async fn insert_rows_sqlite(
         .await
         .map_err(setup_error)?;
     let placeholders = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
+    let outbox = Outbox::new("interaction");
     let start = Instant::now();
     let mut written = 0;
     let now_us = chrono_now_us();
@@ -301,7 +302,7 @@ async fn insert_rows_sqlite(
                 .await
                 .map_err(setup_error)?;
             let events: Vec<_> = rows.into_iter().map(recorded_event).collect();
-            for statement in Outbox::new("interaction")
+            for statement in outbox
                 .append_statements(sea_orm::DbBackend::Sqlite, &events)
                 .map_err(setup_error)?
             {
