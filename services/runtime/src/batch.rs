@@ -3,8 +3,9 @@
 //! in one query. On a 2-core machine a point read through a pool costs far more in per-query
 //! work (pool hand-off, protocol round trip, executor start-up on the server) than in the
 //! index descent itself, so sharing one query among many callers multiplies what the database
-//! answers per second. Nothing waits for a batch to fill: an idle loader takes a lone key at
-//! once, and batches grow only while every loader is busy, i.e. exactly under load.
+//! answers per second. Nothing waits for a batch to fill: an idle loader lets the tasks that
+//! are already runnable run once (one yield, never a timer), then takes every key waiting, so
+//! a lone key is read at once and batches grow only under load.
 //!
 //! Each key is read by a query that starts after the key was handed over, so a caller sees
 //! every write committed before its call, as with a read of its own.
@@ -87,6 +88,20 @@ async fn run<K, V, F, Fut>(
             let mut queue = queue.lock().await;
             if queue.recv_many(&mut batch, max_batch).await == 0 {
                 return;
+            }
+            if batch.len() < max_batch {
+                // The first key woke this loader, and Tokio runs a task just woken before the
+                // others already waiting on that worker: read now, and a batch is whoever got
+                // here first, often one caller, while the callers queued behind it pay a read
+                // each. One yield lets every task already runnable hand its key over first; it
+                // costs one pass of the run queue, and nothing when the queue is empty.
+                tokio::task::yield_now().await;
+                while batch.len() < max_batch {
+                    match queue.try_recv() {
+                        Ok(pending) => batch.push(pending),
+                        Err(_) => break,
+                    }
+                }
             }
         }
         let (keys, replies): (Vec<K>, Vec<_>) = batch
@@ -215,6 +230,39 @@ mod tests {
         assert!(
             (1..50).contains(&reads),
             "50 concurrent keys took {reads} reads"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn callers_already_runnable_when_the_first_key_arrives_share_its_read() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = batches.clone();
+        let batcher = Batcher::start(1, 100, move |keys: Vec<u32>| {
+            recorded.lock().unwrap().push(keys.len());
+            async move { Ok(keys) }
+        });
+        // Spawned by a task on the one worker, the callers all wait on that worker's run queue
+        // when the first of them hands its key over and wakes the loader.
+        let driver = tokio::spawn(async move {
+            let callers: Vec<_> = (0..20u32)
+                .map(|k| {
+                    let batcher = batcher.clone();
+                    tokio::spawn(async move { batcher.load(k).await.unwrap() })
+                })
+                .collect();
+            futures::future::join_all(callers).await
+        });
+        let answers: Vec<u32> = driver
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(answers, (0..20).collect::<Vec<_>>());
+        let batches = batches.lock().unwrap().clone();
+        assert!(
+            batches.len() <= 2,
+            "20 callers runnable together were read in batches of {batches:?}"
         );
     }
 
