@@ -679,19 +679,20 @@ on_both_databases!(
             let names: Vec<String> = page.interactions.into_iter().map(|i| i.name).collect();
             (names, page.next_page_token.is_empty())
         };
-        let mut alone = Vec::new();
+        let mut pages = Vec::new();
         for ask in &asks {
             let page = client.clone().list_interactions(ask.clone()).await.unwrap();
-            alone.push(names(page.into_inner()));
+            pages.push(page.into_inner());
         }
-        let together = futures::future::join_all(asks.iter().map(|ask| {
+        // Each ask twice at once: two callers of one page share its read and its encoding.
+        let together = futures::future::join_all(asks.iter().chain(&asks).map(|ask| {
             let mut client = client.clone();
             let ask = ask.clone();
             async move { client.list_interactions(ask).await.unwrap().into_inner() }
         }))
         .await;
-        let together: Vec<_> = together.into_iter().map(names).collect();
-        assert_eq!(together, alone);
+        assert_eq!(together, [pages.clone(), pages.clone()].concat());
+        let alone: Vec<_> = pages.into_iter().map(names).collect();
         // The pages are the customers' own: c5 has 13 (asked for 2); c8 has 19, every third
         // from the second by email (asked for 2 by email).
         assert_eq!(alone[5].0, ["interactions/c5-12", "interactions/c5-11"]);

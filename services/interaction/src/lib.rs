@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
-use throughline_proto::interaction::v1::interaction_service_server::InteractionServiceServer;
 use throughline_runtime::idempotency::Idempotency;
 
+pub use api::InteractionGrpc;
 pub use customer::{CustomerKey, CustomerResolver, StoreAsGiven};
 pub use identity::{
     PROFILE_EVENT_TYPES, PROFILE_EVENTS_CONSUMER, PROFILE_EVENTS_SOURCE, profile_event_types,
@@ -106,8 +106,8 @@ impl Service {
     }
 
     /// The tonic server to add to the process's gRPC server.
-    pub fn grpc(&self) -> InteractionServiceServer<api::Api> {
-        InteractionServiceServer::new(api::Api::new(self.clone()))
+    pub fn grpc(&self) -> InteractionGrpc {
+        InteractionGrpc::new(api::Api::new(self.clone()))
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -1,9 +1,12 @@
 //! The gRPC adapter of the interaction service: checks requests, scopes every query to the
 //! caller's tenant, and maps the store's answers to the contract.
 
+mod page_route;
 mod reading;
 mod recording;
 mod threads;
+
+pub use page_route::InteractionGrpc;
 
 use std::pin::Pin;
 
@@ -117,11 +120,16 @@ impl InteractionService for Api {
         &self,
         request: Request<ListInteractionsRequest>,
     ) -> Result<Response<ListInteractionsResponse>, Status> {
+        // Served by `page_route::InteractionGrpc`, which sends the shared page's encoding; this
+        // answers a caller of the generated server alone with a copy of the page.
         let tenant = tenant(&request)?;
-        Ok(Response::new(
-            self.list_interactions(&tenant, request.into_inner())
-                .await?,
-        ))
+        let (page, next_page_token) = self
+            .interactions_page(&tenant, request.into_inner())
+            .await?;
+        Ok(Response::new(ListInteractionsResponse {
+            interactions: page.page.0.clone(),
+            next_page_token,
+        }))
     }
 
     async fn create_thread(

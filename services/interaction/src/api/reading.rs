@@ -1,17 +1,20 @@
 //! Reading RPCs: one interaction, timelines, customer context and contact analytics.
 
+use std::sync::Arc;
+
 use throughline_proto::google::r#type::Interval;
 use throughline_proto::interaction::v1::{
     ContextPart, CustomerContext, GetChannelSwitchPathsRequest, GetChannelSwitchPathsResponse,
     GetContactReasonsRequest, GetContactReasonsResponse, GetCustomerContextRequest,
     GetCustomerContextResponse, GetInteractionRequest, GetInteractionResponse,
     GetRepeatContactRateRequest, GetRepeatContactRateResponse, ListInteractionsRequest,
-    ListInteractionsResponse, ThreadState,
+    ThreadState,
 };
 use throughline_runtime::Error;
 
 use super::{Api, channels, customer_key, page_size, resource_id};
 use crate::customer::Unavailable;
+use crate::store::timeline::SharedPage;
 use crate::store::{analytics, profile_of, threads, timeline};
 use crate::time::{MICROS_PER_DAY, PageToken, duration_us, timestamp_us};
 
@@ -79,11 +82,13 @@ impl Api {
         }
     }
 
-    pub(super) async fn list_interactions(
+    /// The page a ListInteractions request asks for, as its concurrent callers share it, and
+    /// the token of the page after it (empty at the end).
+    pub(super) async fn interactions_page(
         &self,
         tenant: &str,
         request: ListInteractionsRequest,
-    ) -> Result<ListInteractionsResponse, Error> {
+    ) -> Result<(Arc<SharedPage>, String), Error> {
         if request.customer.is_none() && request.thread.is_empty() {
             return Err(Error::invalid(
                 "customer",
@@ -137,11 +142,14 @@ impl Api {
             after,
             page_size,
         };
-        let (interactions, next) = self.service.pages().read(tenant, query).await?;
-        Ok(ListInteractionsResponse {
-            interactions,
-            next_page_token: next.map(|t| t.encode(&filters)).unwrap_or_default(),
-        })
+        let page = self.service.pages().read(tenant, query).await?;
+        let next_page_token = page
+            .page
+            .1
+            .as_ref()
+            .map(|next| next.encode(&filters))
+            .unwrap_or_default();
+        Ok((page, next_page_token))
     }
 
     pub(super) async fn customer_context(

@@ -4,9 +4,11 @@
 //! (keys may collide).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::{StreamExt as _, TryStreamExt as _};
+use prost::Message;
+use prost::bytes::{Bytes, BytesMut};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use throughline_proto::common::v1::Channel;
@@ -61,6 +63,41 @@ pub(crate) struct Query {
 
 /// A page of interactions, and the sort key of its last one when there are more.
 pub(crate) type Page = (Vec<Interaction>, Option<PageToken>);
+
+/// A page as the callers of one batch share it: read once, and encoded for the wire once, by
+/// the first caller that answers with it ([`SharedPage::encoded`]), however many asked.
+#[derive(Debug)]
+pub(crate) struct SharedPage {
+    pub(crate) page: Page,
+    encoded: OnceLock<Vec<Bytes>>,
+}
+
+impl SharedPage {
+    fn new(page: Page) -> Self {
+        Self {
+            page,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// Each interaction of the page in its protobuf encoding, all in one buffer.
+    pub(crate) fn encoded(&self) -> &[Bytes] {
+        self.encoded.get_or_init(|| {
+            let interactions = &self.page.0;
+            let mut buffer = BytesMut::with_capacity(
+                interactions.iter().map(Message::encoded_len).sum::<usize>(),
+            );
+            interactions
+                .iter()
+                .map(|interaction| {
+                    // Cannot fail: the buffer grows as needed.
+                    let _ = interaction.encode(&mut buffer);
+                    buffer.split().freeze()
+                })
+                .collect()
+        })
+    }
+}
 
 /// Fewest pages a statement of several reads. A statement runs on one connection, so a
 /// PostgreSQL backend executes its pages one after the other; the statements of a batch run
@@ -247,7 +284,7 @@ fn page_from_rows(rows: &[&sea_orm::QueryResult], page_size: usize) -> Result<Pa
 /// asked, so a page shows every interaction recorded before the call.
 #[derive(Debug, Clone)]
 pub(crate) struct Pages {
-    batcher: Batcher<(String, Query), Option<Arc<Page>>>,
+    batcher: Batcher<(String, Query), Option<Arc<SharedPage>>>,
     readers: Readers,
 }
 
@@ -270,12 +307,16 @@ impl Pages {
                         .collect();
                     let mut found = pages(&readers, &tenant, &distinct).await?;
                     read_survivors(&readers, &tenant, &distinct, &mut found).await?;
-                    // Shared, so that answering a batch's callers costs no copy of a page in
-                    // the loader; each caller copies the page it shares in its own task (`read`).
+                    // Shared, so that answering a batch's callers costs neither a copy of a
+                    // page in the loader nor an encoding of it per caller.
                     Ok::<_, Error>(
                         distinct
                             .into_iter()
-                            .zip(found.into_iter().map(Arc::new))
+                            .zip(
+                                found
+                                    .into_iter()
+                                    .map(|page| Arc::new(SharedPage::new(page))),
+                            )
                             .collect::<HashMap<_, _>>(),
                     )
                 }
@@ -285,12 +326,11 @@ impl Pages {
     }
 
     /// The page `query` asks for; a timeline of a profile merged away reads as the survivor's.
-    pub(crate) async fn read(&self, tenant: &str, query: Query) -> Result<Page, Error> {
+    pub(crate) async fn read(&self, tenant: &str, query: Query) -> Result<Arc<SharedPage>, Error> {
         self.batcher
             .load((tenant.to_owned(), query))
             .await
             .map_err(super::identity::error_of_status)?
-            .map(|page| Arc::try_unwrap(page).unwrap_or_else(|shared| (*shared).clone()))
             .ok_or_else(|| Error::internal("a batched page read left a page out"))
     }
 
