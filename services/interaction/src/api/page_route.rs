@@ -109,6 +109,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_route_path_is_list_interactions_of_the_contract() {
+        // A path of no method would never match, and every call would quietly fall back to the
+        // generated server.
+        assert_eq!(
+            LIST_INTERACTIONS,
+            format!("/{}/ListInteractions", InteractionGrpc::NAME)
+        );
+        assert_eq!(
+            throughline_proto::required_scope(LIST_INTERACTIONS),
+            Some("interaction:read")
+        );
+    }
+
+    #[test]
     fn an_encoded_page_is_a_list_interactions_response_on_the_wire() {
         let interactions: Vec<Interaction> = (0..3)
             .map(|n| Interaction {
