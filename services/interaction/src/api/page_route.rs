@@ -110,8 +110,8 @@ mod tests {
 
     #[test]
     fn the_route_path_is_list_interactions_of_the_contract() {
-        // A path of no method would never match, and every call would quietly fall back to the
-        // generated server.
+        // A path of no method would never match, and every call would reach the generated
+        // server, whose stub answers UNIMPLEMENTED.
         assert_eq!(
             LIST_INTERACTIONS,
             format!("/{}/ListInteractions", InteractionGrpc::NAME)

@@ -83,11 +83,11 @@ impl SharedPage {
     /// Each interaction of the page in its protobuf encoding, all in one buffer.
     pub(crate) fn encoded(&self) -> &[Bytes] {
         self.encoded.get_or_init(|| {
-            let interactions = &self.page.0;
-            let mut buffer = BytesMut::with_capacity(
-                interactions.iter().map(Message::encoded_len).sum::<usize>(),
-            );
-            interactions
+            // Not sized first: `encode` measures each interaction itself, and measuring is a
+            // walk of the whole message, as dear as a good part of the encoding.
+            let mut buffer = BytesMut::new();
+            self.page
+                .0
                 .iter()
                 .map(|interaction| {
                     // Cannot fail: the buffer grows as needed.
